@@ -1,0 +1,186 @@
+/*
+ * stats.c - entities and the statistics snapshot.
+ *
+ * Counters live in the thread slots (layout.h: struct hc_slot_ctr), one
+ * writer each, on cache lines no other thread writes: counting never
+ * contends (the Varnish VSC pattern).  hc_stats() sums every slot plus the
+ * totals that released and reaped slots were folded into.
+ *
+ * An entity is the prefix of a key before its first ':' ("product" for
+ * "product:42"), as the labels of a per-entity hit-rate panel.  Names are
+ * registered in a small table in the segment (open addressing, claimed by
+ * CAS, never removed); each thread caches name -> id, so the hit path
+ * pays one short hash and one compare.  Keys without a prefix count under
+ * entity 0 (""); when the table is full, new names count under "~other".
+ */
+#include "internal.h"
+
+size_t hc_entity_of(const void *key, size_t klen)
+{
+	const char *k = key;
+	size_t n = klen < HC_ENTITY_NAME_MAX + 1 ? klen : HC_ENTITY_NAME_MAX + 1;
+	const char *colon = key ? memchr(k, ':', n) : NULL;
+	return colon ? (size_t)(colon - k) : 0;
+}
+
+void hc_entities_init(struct hc_entity_rec *ents)
+{
+	ents[0].word = 1; /* "" */
+	ents[0].len = 0;
+	static const char other[] = "~other";
+	memcpy(ents[HC_ENTITY_OTHER].name, other, sizeof(other) - 1);
+	ents[HC_ENTITY_OTHER].len = sizeof(other) - 1;
+	ents[HC_ENTITY_OTHER].word = 1;
+}
+
+/* Find or register the entity @name (@n bytes, hash @h). */
+static uint32_t entity_lookup(struct hc_cache *c, const char *name, size_t n, uint64_t h)
+{
+	const uint32_t span = HC_MAX_ENTITIES - 2; /* ids 1 .. MAX-2 */
+	const uint64_t ready = h | 1;
+	uint32_t start = (uint32_t)(h % span);
+	for (uint32_t j = 0; j < span; j++) {
+		struct hc_entity_rec *r = &c->entities[1 + (start + j) % span];
+		uint64_t w = CMM_LOAD_SHARED(r->word);
+		if (w == 0 && !c->read_only) {
+			if (uatomic_cmpxchg(&r->word, 0, HC_ENT_BUSY) == 0) {
+				memcpy(r->name, name, n);
+				r->len = (uint8_t)n;
+				cmm_smp_wmb();
+				uatomic_set(&r->word, ready);
+				return (uint32_t)(r - c->entities);
+			}
+			w = CMM_LOAD_SHARED(r->word);
+		}
+		/* a name being written by another thread: wait a moment for it */
+		for (int spin = 0; w == HC_ENT_BUSY && spin < 10000; spin++) {
+			caa_cpu_relax();
+			w = CMM_LOAD_SHARED(r->word);
+		}
+		if (w == ready && r->len == n && memcmp(r->name, name, n) == 0)
+			return (uint32_t)(r - c->entities);
+		if (w == 0)
+			break; /* read-only handle: not registered */
+	}
+	return HC_ENTITY_OTHER;
+}
+
+uint32_t hc_entity_id(struct hc_cache *c, struct hc_thread *t, const void *key, size_t klen)
+{
+	size_t n = hc_entity_of(key, klen);
+	if (n == 0)
+		return 0;
+	uint64_t h = hc_hash64(key, n, HC_SEED_ENTITY);
+	unsigned i = (unsigned)(h & 15);
+	if (HC_LIKELY(t->ent[i].h == h && t->ent[i].len == n))
+		return t->ent[i].id;
+	uint32_t id = entity_lookup(c, key, n, h);
+	t->ent[i].h = h;
+	t->ent[i].len = (uint32_t)n;
+	t->ent[i].id = id;
+	return id;
+}
+
+static void add_ctr(struct hc_stats *out, const struct hc_slot_ctr *s, uint64_t *ent_ctr)
+{
+	for (uint32_t e = 0; e < HC_MAX_ENTITIES; e++)
+		for (int l = 0; l < HC_LAYER_COUNT; l++)
+			for (int k = 0; k < HC_CTR_N; k++)
+				ent_ctr[(e * HC_LAYER_COUNT + l) * HC_CTR_N + k] +=
+					CMM_LOAD_SHARED(s->ctr[e][l][k]);
+	for (uint32_t k = 0; k < HC_MAX_CLASSES; k++) {
+		out->cls[k].items += (uint64_t)CMM_LOAD_SHARED(s->class_items[k]);
+		out->cls[k].bytes += (uint64_t)CMM_LOAD_SHARED(s->class_bytes[k]);
+	}
+	out->reclaim_waits += CMM_LOAD_SHARED(s->misc[HC_MISC_RECLAIM_WAITS]);
+	out->reclaim_stalls += CMM_LOAD_SHARED(s->misc[HC_MISC_RECLAIM_STALLS]);
+	out->slots_reaped += CMM_LOAD_SHARED(s->misc[HC_MISC_SLOTS_REAPED]);
+	out->blocks_recovered += CMM_LOAD_SHARED(s->misc[HC_MISC_BLOCKS_RECOVERED]);
+	out->slab_moves += CMM_LOAD_SHARED(s->misc[HC_MISC_SLAB_MOVES]);
+	out->index_evictions += CMM_LOAD_SHARED(s->misc[HC_MISC_INDEX_EVICTIONS]);
+}
+
+/* struct hc_counters field k, in HC_CTR_* order */
+static uint64_t *ctr_field(struct hc_counters *c, int k)
+{
+	return (uint64_t *)c + k;
+}
+_Static_assert(sizeof(struct hc_counters) == HC_CTR_N * sizeof(uint64_t), "counters match");
+
+int hc_stats(struct hc_cache *c, struct hc_stats *out)
+{
+	int rc = hc_usable(c);
+	if (rc)
+		return rc;
+	if (!out)
+		return HC_E_INVAL;
+	enum { NCTR = HC_MAX_ENTITIES * HC_LAYER_COUNT * HC_CTR_N };
+	static __thread uint64_t ent_ctr[NCTR];
+
+	/* a slot being folded into the totals would be counted twice or not at all */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		uint64_t seq = CMM_LOAD_SHARED(c->hdr->totals_seq);
+		memset(out, 0, sizeof(*out));
+		memset(ent_ctr, 0, sizeof(ent_ctr));
+		cmm_smp_rmb();
+		add_ctr(out, c->totals, ent_ctr);
+		uint32_t hwm = CMM_LOAD_SHARED(c->hdr->slots_hwm);
+		for (uint32_t i = 0; i < hwm && i < c->max_threads; i++) {
+			struct hc_tslot *ts = hc_slot_at(c, i);
+			if (HC_TS_STATE(CMM_LOAD_SHARED(ts->owner)) == HC_TS_ACTIVE)
+				out->threads_active++;
+			add_ctr(out, &ts->c, ent_ctr);
+		}
+		cmm_smp_rmb();
+		if (!(seq & 1) && CMM_LOAD_SHARED(c->hdr->totals_seq) == seq)
+			break;
+	}
+
+	for (uint32_t e = 0; e < HC_MAX_ENTITIES; e++) {
+		const struct hc_entity_rec *r = &c->entities[e];
+		uint64_t w = CMM_LOAD_SHARED(r->word);
+		if (w == 0 || w == HC_ENT_BUSY || r->len > HC_ENTITY_NAME_MAX)
+			continue;
+		uint64_t any = 0;
+		for (int l = 0; l < HC_LAYER_COUNT; l++)
+			for (int k = 0; k < HC_CTR_N; k++)
+				any |= ent_ctr[(e * HC_LAYER_COUNT + l) * HC_CTR_N + k];
+		if (!any && e != 0)
+			continue;
+		struct hc_entity_stats *es = &out->entity[out->nentities++];
+		memcpy(es->name, r->name, r->len);
+		es->name[r->len] = '\0';
+		for (int l = 0; l < HC_LAYER_COUNT; l++) {
+			for (int k = 0; k < HC_CTR_N; k++) {
+				uint64_t v = ent_ctr[(e * HC_LAYER_COUNT + l) * HC_CTR_N + k];
+				*ctr_field(&es->layer[l], k) += v;
+				*ctr_field(&out->layer[l], k) += v;
+			}
+		}
+	}
+
+	out->nclasses = c->nclasses;
+	for (uint32_t k = 0; k < c->nclasses; k++) {
+		out->cls[k].block_size = c->classes[k].block_size;
+		out->cls[k].slabs = CMM_LOAD_SHARED(c->classes[k].nslabs);
+		/* signed deltas summed; a process killed mid-update can leave them off by one */
+		if ((int64_t)out->cls[k].items < 0)
+			out->cls[k].items = 0;
+		if ((int64_t)out->cls[k].bytes < 0)
+			out->cls[k].bytes = 0;
+		out->items += out->cls[k].items;
+		out->bytes += out->cls[k].bytes;
+	}
+	out->segment_size = c->size;
+	out->arena_size = (uint64_t)c->nslabs * c->slab_size;
+	out->slab_size = c->slab_size;
+	out->slabs_total = c->nslabs;
+	for (uint32_t k = 0; k < c->nslabs; k++)
+		if (HC_SLAB_KIND(CMM_LOAD_SHARED(c->slabtab[k])) != HC_SLAB_FREE)
+			out->slabs_used++;
+	out->index_slots = (uint64_t)c->nbuckets * HC_BUCKET_SLOTS;
+	out->epoch = CMM_LOAD_SHARED(c->hdr->epoch);
+	out->safe_epoch = CMM_LOAD_SHARED(c->hdr->safe_epoch);
+	out->created_unix_ms = c->hdr->created_unix_ms;
+	return 0;
+}

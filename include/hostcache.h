@@ -1,0 +1,451 @@
+/*
+ * hostcache.h - one cache tier in POSIX shared memory for every worker
+ * process of a host.
+ *
+ * A cache is a named shared-memory segment ("/hostcache.<name>") that every
+ * process of the host maps.  Lookups are lock-free and make no system call
+ * on the hit path; writers publish immutable entries with a single
+ * compare-and-swap; memory is reclaimed after a grace period that spans all
+ * attached processes.  No process can wedge the cache by dying: there is no
+ * lock in the segment that a dead process could keep.
+ *
+ * Conventions
+ *   - Every function that can fail returns an int: >= 0 on success, < 0 on
+ *     failure.  System failures are negative errno values (-ENOENT, ...),
+ *     library failures are the HC_E_* codes below, far below errno's range.
+ *     hc_strerror() describes both and never returns NULL.
+ *   - Handles are opaque and come back through out-parameters; close and
+ *     release functions accept NULL.
+ *   - The library never prints and never exits.  It reports through return
+ *     codes, counters in the segment, and an optional log callback.
+ *
+ * Threads and processes
+ *   A handle (struct hc_cache) may be used from every thread of the process
+ *   that opened it.  Each thread that uses a handle is given one thread slot
+ *   in the segment on first use (its RCU reader state and its statistics
+ *   counters); the slot is released when the thread exits or the handle is
+ *   closed, and reaped by any other process if this one dies.
+ *
+ *   fork(): a child process must not use handles inherited from its parent;
+ *   every call on them returns HC_E_FORKED.  The child calls hc_close() on
+ *   them (which only unmaps the segment, leaving the parent's slots alone)
+ *   and hc_open() again.
+ */
+#ifndef HOSTCACHE_H
+#define HOSTCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HC_VERSION_MAJOR 0
+#define HC_VERSION_MINOR 1
+#define HC_VERSION_PATCH 0
+
+/* Limits. */
+#define HC_KEY_MAX 250u             /* longest key, bytes (keys are 1..250) */
+#define HC_VALUE_MAX_DEFAULT 1048576u /* default largest value, bytes */
+#define HC_NAME_MAX 200u            /* longest segment name */
+#define HC_ENTITY_NAME_MAX 31u      /* longest entity (key prefix) name */
+#define HC_MAX_CLASSES 128u         /* upper bound on size classes */
+#define HC_MAX_ENTITIES 64u         /* entities tracked per segment */
+
+/*
+ * Error codes (all < 0, far below -errno).  Values are part of the ABI.
+ */
+enum hc_error {
+	HC_E_NOTFOUND = -40000, /* no such key (or it has expired) */
+	HC_E_TOOBIG = -40001,   /* key or value larger than the limits */
+	HC_E_TOOSMALL = -40002, /* caller's buffer too short; *vlen = size */
+	HC_E_INVAL = -40003,    /* invalid argument */
+	HC_E_BADMAGIC = -40004, /* the object is not a hostcache segment */
+	HC_E_VERSION = -40005,  /* segment of another ABI version or layout */
+	HC_E_CORRUPT = -40006,  /* segment header inconsistent */
+	HC_E_PERM = -40007,     /* owner or mode check refused the segment */
+	HC_E_NOSLOT = -40008,   /* every thread slot in the segment is taken */
+	HC_E_NOSPACE = -40009,  /* no memory could be freed (stalled reader) */
+	HC_E_FORKED = -40010,   /* handle inherited across fork() */
+	HC_E_READONLY = -40011, /* write on a read-only handle */
+	HC_E_INIT = -40012,     /* a concurrent creator did not finish in time */
+	HC_E_EXISTS = -40013,   /* HC_EXCL and the segment exists */
+	HC_E_FORMAT = -40014,   /* malformed dump stream */
+};
+
+/* hc_options.flags */
+#define HC_CREATE 0x1u /* create the segment if it does not exist */
+#define HC_EXCL 0x2u   /* with HC_CREATE: fail with HC_E_EXISTS if it exists */
+#define HC_RDONLY 0x4u /* attach read-only (tools); writes: HC_E_READONLY */
+#define HC_GROUP 0x8u  /* create with group read/write access (0660) */
+
+/* Log levels for hc_options.log. */
+enum hc_log_level { HC_LOG_ERROR = 0, HC_LOG_WARN = 1, HC_LOG_INFO = 2, HC_LOG_DEBUG = 3 };
+
+/*
+ * Options for hc_open().  A zero-initialised struct means sensible
+ * defaults.  Sizing fields apply only when the call creates the segment; an
+ * existing segment keeps the geometry it was created with.
+ */
+struct hc_options {
+	uint64_t size;            /* segment bytes; 0 = 64 MiB */
+	uint32_t flags;           /* HC_CREATE | HC_EXCL | HC_RDONLY | HC_GROUP */
+	uint32_t max_threads;     /* thread slots (readers); 0 = 256 */
+	uint32_t max_value;       /* largest value bytes; 0 = 1 MiB */
+	uint32_t bytes_per_slot;  /* arena bytes per index slot; 0 = 128 */
+	uint32_t open_timeout_ms; /* wait for a concurrent creator; 0 = 5000 */
+	uint32_t reserved0;
+	/* Optional log callback; the library never prints on its own. */
+	void (*log)(void *ctx, int level, const char *msg);
+	void *log_ctx;
+};
+
+struct hc_cache; /* opaque */
+
+/*
+ * hc_open - attach to (and optionally create) the segment "/hostcache.<name>".
+ * @name: 1..HC_NAME_MAX characters of [A-Za-z0-9._-].
+ * @opts: NULL or options; zero fields take defaults.
+ * @out:  receives the handle.
+ *
+ * Creation is race-free: when several processes call hc_open with HC_CREATE
+ * at once, exactly one initialises the segment and the others wait for it
+ * (bounded by open_timeout_ms).  A creator that dies mid-initialisation is
+ * detected and the segment is initialised again.  The segment is created
+ * mode 0600 (0660 with HC_GROUP), opened with O_NOFOLLOW, and on attach its
+ * owner must be the caller's effective uid (or, for a group segment, a
+ * group the caller belongs to) and it must not be accessible to others.
+ *
+ * Returns 0, or -ENOENT (absent and no HC_CREATE), HC_E_EXISTS, HC_E_PERM,
+ * HC_E_BADMAGIC, HC_E_VERSION, HC_E_CORRUPT, HC_E_INIT, HC_E_INVAL (bad name
+ * or options: size too small for the geometry, max_value too large),
+ * -ENOMEM, or another -errno from shm_open/ftruncate/mmap.
+ */
+int hc_open(const char *name, const struct hc_options *opts, struct hc_cache **out);
+
+/*
+ * hc_close - release this process's thread slots and unmap the segment.
+ * The segment itself stays (it outlives processes); see hc_unlink().
+ * Accepts NULL.  No other thread may use the handle during or after the call.
+ */
+void hc_close(struct hc_cache *c);
+
+/*
+ * hc_unlink - remove the name "/hostcache.<name>".  Processes that have it
+ * mapped keep using it until they close it.  Returns 0, -ENOENT, HC_E_INVAL.
+ */
+int hc_unlink(const char *name);
+
+/* ---------------------------------------------------------------------- */
+/* Reading and writing                                                     */
+
+/* Entry flags (hc_set_opts.flags, hc_meta.flags). */
+#define HC_ENTRY_NEGATIVE 0x1u /* a cached "not found" (negative entry) */
+
+/* Extended set options.  Zero-initialised means: no expiry, no stale window. */
+struct hc_set_opts {
+	uint32_t ttl_ms;     /* fresh for this long; 0 = never expires */
+	uint32_t stale_ms;   /* then servable as stale for this long */
+	uint32_t compute_ms; /* time the value took to compute (XFetch delta) */
+	uint32_t flags;      /* HC_ENTRY_* */
+};
+
+/*
+ * hc_set - store a copy of @val under @key, fresh for @ttl_ms milliseconds
+ * (0 = no expiry).  Replaces any current value atomically: a concurrent
+ * reader sees the old or the new value, whole.  When the cache is full the
+ * least valuable entries of the value's size class are evicted (CLOCK);
+ * a set does not fail for lack of memory.
+ *
+ * Safe from any thread of any attached process; lock-free (never waits for
+ * another process).  Returns 0, HC_E_TOOBIG (key over HC_KEY_MAX, value over
+ * the segment's max_value), HC_E_INVAL (empty key, NULL with a length),
+ * HC_E_READONLY, HC_E_NOSLOT, HC_E_FORKED, or HC_E_NOSPACE when memory cannot
+ * be reclaimed because a reader has stalled inside a read (for example a
+ * process stopped while it holds an hc_view).
+ */
+int hc_set(struct hc_cache *c, const void *key, size_t klen, const void *val, size_t vlen,
+	   uint32_t ttl_ms);
+
+/* hc_set_ex - hc_set with a stale window, compute time and flags. */
+int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val, size_t vlen,
+	      const struct hc_set_opts *opts);
+
+/*
+ * hc_get - copy the fresh value of @key into @buf (capacity @cap).
+ * On return *vlen holds the value's length whenever the key was found.
+ *
+ * Returns 0 on a hit; HC_E_NOTFOUND on a miss or when the entry is expired
+ * (past its TTL) or negative; HC_E_TOOSMALL when @cap < *vlen (nothing
+ * copied; call again with a larger buffer); HC_E_TOOBIG, HC_E_INVAL,
+ * HC_E_NOSLOT, HC_E_FORKED.
+ *
+ * Lock-free and wait-free on the hit path: no lock, no system call, never
+ * delayed by writers, other readers, or stopped or dead processes.
+ */
+int hc_get(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
+	   size_t *vlen);
+
+/* Where a value came from. */
+enum hc_layer { HC_LAYER_L1 = 0, HC_LAYER_L2 = 1, HC_LAYER_ORIGIN = 2, HC_LAYER_COUNT = 3 };
+
+/* Metadata of an entry as seen at read time. */
+struct hc_meta {
+	uint64_t etag;          /* content hash of the value, computed at set */
+	int64_t ttl_left_ms;    /* ms until stale (< 0: stale by that much);
+				   INT64_MAX when the entry never expires */
+	int64_t stale_left_ms;  /* ms until unservable (fresh_until + stale) */
+	uint32_t compute_ms;    /* XFetch delta stored with the entry */
+	uint32_t flags;         /* HC_ENTRY_* */
+	uint8_t layer;          /* enum hc_layer */
+	uint8_t stale;          /* 1 when returned past its TTL (HC_GET_STALE) */
+	uint8_t reserved[6];
+};
+
+/* hc_get_ex flags */
+#define HC_GET_STALE 0x1u    /* also return an entry inside its stale window */
+#define HC_GET_NEGATIVE 0x2u /* also return negative entries (as hits) */
+
+/*
+ * hc_get_ex - hc_get that also fills @meta (may be NULL) and honours
+ * HC_GET_* flags.  Same return codes and guarantees as hc_get.
+ */
+int hc_get_ex(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
+	      size_t *vlen, struct hc_meta *meta, unsigned flags);
+
+/*
+ * Zero-copy read.  On success v->data points at the value inside the
+ * segment and stays valid (and unchanged) until hc_view_release(), even if
+ * the key is replaced or deleted meanwhile.  Holding a view delays memory
+ * reclamation for the whole host: release it promptly, and do not keep one
+ * across blocking calls.  Views nest; release them in reverse order.
+ */
+struct hc_view {
+	const void *data;
+	size_t len;
+	struct hc_meta meta;
+	void *priv; /* internal */
+};
+
+/* hc_view_get - returns 0 and fills @v, or the hc_get error codes. */
+int hc_view_get(struct hc_cache *c, const void *key, size_t klen, struct hc_view *v);
+
+/* hc_view_release - end a view obtained from hc_view_get. Accepts NULL. */
+void hc_view_release(struct hc_cache *c, struct hc_view *v);
+
+/*
+ * hc_del - remove @key.  Returns 0 if an entry was removed, HC_E_NOTFOUND if
+ * there was none, or the argument errors of hc_set.  Lock-free.
+ */
+int hc_del(struct hc_cache *c, const void *key, size_t klen);
+
+/*
+ * hc_flush - remove every entry.  Concurrent sets may survive it.
+ * Returns the number of entries removed (>= 0) or an error.
+ */
+int64_t hc_flush(struct hc_cache *c);
+
+/* ---------------------------------------------------------------------- */
+/* Iteration, dump and load                                                */
+
+/* One entry handed to an iteration callback; pointers valid during the call. */
+struct hc_item {
+	const void *key;
+	size_t klen;
+	const void *val;
+	size_t vlen;
+	struct hc_meta meta;
+};
+
+/*
+ * hc_scan - visit live entries (expired ones included, meta tells) without
+ * blocking writers: the index is walked bucket by bucket and no read-side
+ * section spans more than one bucket.  Entries written during the scan may
+ * or may not be seen.  @fn returns 0 to go on or non-zero to stop (that
+ * value is then returned).  On a read-only handle entries are copied and
+ * verified against their content hash instead of being pinned.
+ * Returns 0 when the walk completed, @fn's non-zero value, or an error.
+ */
+int hc_scan(struct hc_cache *c, int (*fn)(void *ctx, const struct hc_item *it), void *ctx);
+
+/*
+ * hc_dump - write every live entry to @fd in the portable dump format
+ * (little-endian, versioned, checksummed; remaining TTLs are stored as
+ * durations).  Returns the number of entries written or an error.
+ */
+int64_t hc_dump(struct hc_cache *c, int fd);
+
+/*
+ * hc_load - read a dump from @fd and set every entry whose TTL has not
+ * run out.  A malformed stream stops the load with HC_E_FORMAT after the
+ * entries before the fault have been stored.  Returns the number of entries
+ * stored or an error.
+ */
+int64_t hc_load(struct hc_cache *c, int fd);
+
+/* ---------------------------------------------------------------------- */
+/* Statistics                                                              */
+
+/* Counters kept per layer, per entity and in total. */
+struct hc_counters {
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t sets;
+	uint64_t deletes;
+	uint64_t evictions;
+	uint64_t expirations;
+	uint64_t stale_hits;
+	uint64_t negative_hits;
+	uint64_t errors;
+	uint64_t set_fails;
+};
+
+struct hc_class_stats {
+	uint32_t block_size; /* bytes per block, entry header included */
+	uint32_t slabs;      /* slabs currently assigned to the class */
+	uint64_t items;      /* live entries */
+	uint64_t bytes;      /* key + value bytes of live entries */
+};
+
+struct hc_entity_stats {
+	char name[HC_ENTITY_NAME_MAX + 1]; /* "" for keys without a ':' prefix */
+	struct hc_counters layer[HC_LAYER_COUNT];
+};
+
+struct hc_stats {
+	struct hc_counters layer[HC_LAYER_COUNT]; /* l1, l2, origin; all entities */
+	uint32_t nclasses;
+	uint32_t nentities;
+	struct hc_class_stats cls[HC_MAX_CLASSES];
+	struct hc_entity_stats entity[HC_MAX_ENTITIES];
+	uint64_t items;               /* live entries, all classes */
+	uint64_t bytes;               /* key + value bytes, all classes */
+	uint64_t segment_size;        /* bytes */
+	uint64_t arena_size;          /* bytes of slab memory */
+	uint32_t slab_size;           /* bytes per slab */
+	uint32_t slabs_total;
+	uint32_t slabs_used;
+	uint32_t threads_active;      /* thread slots in use */
+	uint64_t index_slots;         /* hash index capacity (entries) */
+	uint64_t epoch;               /* reclamation epoch */
+	uint64_t safe_epoch;          /* blocks retired before it are free */
+	uint64_t reclaim_waits;       /* grace periods waited for */
+	uint64_t reclaim_stalls;      /* grace periods cut short by a stalled reader */
+	uint64_t slots_reaped;        /* dead thread slots reclaimed */
+	uint64_t blocks_recovered;    /* blocks recovered from dead writers */
+	uint64_t slab_moves;          /* slabs moved between size classes */
+	uint64_t index_evictions;     /* entries dropped because both buckets were full */
+	uint64_t created_unix_ms;     /* segment creation time */
+};
+
+/*
+ * hc_stats - sum every thread slot's counters into @out.  Readers of the
+ * counters never contend with the writers (each thread writes only its own
+ * slot).  The snapshot is not atomic across counters.  Works on read-only
+ * handles.  Returns 0 or an error.
+ */
+int hc_stats(struct hc_cache *c, struct hc_stats *out);
+
+/* ---------------------------------------------------------------------- */
+/* Inspection and maintenance (used by shmtool and the agent)              */
+
+struct hc_info {
+	char name[HC_NAME_MAX + 1];
+	uint32_t abi_version;
+	uint32_t layout_hash;
+	uint64_t size;
+	uint32_t uid, gid, mode;
+	int32_t creator_pid;
+	uint64_t created_unix_ms;
+	uint32_t max_threads;
+	uint32_t max_value;
+	uint32_t slab_size;
+	uint32_t slabs_total;
+	uint32_t nclasses;
+	uint32_t index_buckets;
+	uint32_t bucket_slots;
+	uint32_t read_only; /* this handle */
+	uint64_t index_bytes;
+	uint64_t arena_bytes;
+	uint64_t meta_bytes; /* header, thread slots, slab table */
+};
+
+/* hc_info - describe the segment's geometry.  Returns 0 or an error. */
+int hc_info(struct hc_cache *c, struct hc_info *out);
+
+/* State of one thread slot, as reported by hc_readers(). */
+struct hc_reader {
+	uint32_t slot;
+	int32_t pid;
+	int32_t tid;
+	uint32_t alive;      /* 1 alive, 0 dead (process gone or pid reused) */
+	uint64_t epoch;      /* 0 when outside a read-side section */
+	uint64_t start_time; /* process start time, clock ticks since boot */
+};
+
+/*
+ * hc_readers - call @fn for every claimed thread slot.  With @reap set,
+ * slots of dead processes are reclaimed (their counters are kept) and
+ * blocks such processes left behind are recovered.  Returns the number of
+ * slots reaped (with @reap) or of slots visited, or an error.
+ */
+int hc_readers(struct hc_cache *c, int reap, void (*fn)(void *ctx, const struct hc_reader *r),
+	       void *ctx);
+
+/*
+ * hc_maintain - one round of background maintenance: reap dead thread slots,
+ * recover blocks of dead writers, advance the grace period, drop expired
+ * entries (at most @budget blocks examined; 0 = all).  Returns the number of
+ * entries expired or an error.  Safe to run from any process at any time.
+ */
+int64_t hc_maintain(struct hc_cache *c, uint64_t budget);
+
+/* Severity of a check finding. */
+enum hc_check_severity { HC_CHECK_ERROR = 0, HC_CHECK_WARN = 1 };
+
+struct hc_check_result {
+	uint64_t errors;   /* inconsistencies: the segment is damaged */
+	uint64_t warnings; /* recoverable states (dead slots, orphaned blocks) */
+	uint64_t entries;  /* indexed entries walked */
+	uint64_t blocks;   /* blocks walked */
+	uint64_t blocks_free, blocks_alloc, blocks_live, blocks_retired;
+};
+
+/*
+ * hc_check - walk the whole segment (header, slab table, every block, the
+ * index, the thread slots) and report every inconsistency through @fn
+ * (may be NULL).  Every offset is bounds-checked; a corrupt segment gives
+ * findings, never a crash.  On a segment that is being written, transient
+ * states can appear; a quiescent segment must check clean.
+ * Returns 0 when no error was found, 1 when errors were found, or < 0.
+ */
+int hc_check(struct hc_cache *c, void (*fn)(void *ctx, int severity, const char *msg), void *ctx,
+	     struct hc_check_result *res);
+
+/*
+ * hc_check_image - the same validator over a copy of a segment in memory
+ * (no mmap, no live processes assumed).  Used by hc_check, by tests that
+ * corrupt images on purpose, and by fuzzers.  Same return values.
+ */
+int hc_check_image(const void *image, size_t len, void (*fn)(void *ctx, int severity, const char *msg),
+		   void *ctx, struct hc_check_result *res);
+
+/* ---------------------------------------------------------------------- */
+/* Helpers                                                                 */
+
+/* hc_strerror - text for any return code (HC_E_* or -errno). Never NULL. */
+const char *hc_strerror(int err);
+
+/* hc_hash64 - the 64-bit hash hostcache uses for keys and content. */
+uint64_t hc_hash64(const void *data, size_t len, uint64_t seed);
+
+/* hc_entity_of - length of the entity prefix of a key (before the first
+ * ':'), 0 when the key has none or the prefix is longer than
+ * HC_ENTITY_NAME_MAX. */
+size_t hc_entity_of(const void *key, size_t klen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HOSTCACHE_H */
