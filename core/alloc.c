@@ -252,7 +252,8 @@ static int64_t drain_slab(struct hc_cache *c, struct hc_thread *t, uint32_t v, u
 	const uint32_t per = c->classes[d].per_slab;
 	bool drained = false;
 	for (int pass = 0; pass < DRAIN_PASSES && !drained; pass++) {
-		uint64_t safe = pass == 0 ? CMM_LOAD_SHARED(c->hdr->safe_epoch) : hc_synchronize(c, t);
+		uint64_t safe =
+			pass == 0 ? CMM_LOAD_SHARED(c->hdr->safe_epoch) : hc_synchronize(c, t);
 		uint32_t mine = 0;
 		for (uint32_t i = 0; i < per; i++) {
 			uint64_t off = hc_block_off(c, v, d, i);
@@ -339,12 +340,16 @@ static int claim_range(struct hc_cache *c, struct hc_thread *t, uint32_t cls, st
 		uint32_t i = (uint32_t)h;
 		if (s < c->nslabs) {
 			uint64_t w = CMM_LOAD_SHARED(c->slabtab[s]);
-			if (HC_SLAB_KIND(w) == HC_SLAB_ACTIVE && HC_SLAB_CLASS(w) == cls && i < per) {
+			if (HC_SLAB_KIND(w) == HC_SLAB_ACTIVE && HC_SLAB_CLASS(w) == cls &&
+			    i < per) {
 				uint32_t end = i + len < per ? i + len : per;
 				if (uatomic_cmpxchg(&cl->hand, h, (s << 32) | end) != h)
 					continue;
-				*cur = (struct hc_cursor){.slabword = w, .slab = (uint32_t)s,
-							  .start = i, .pos = i, .end = end};
+				*cur = (struct hc_cursor){.slabword = w,
+							  .slab = (uint32_t)s,
+							  .start = i,
+							  .pos = i,
+							  .end = end};
 				return 0;
 			}
 		}
@@ -426,7 +431,8 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 					cur->retired = 1;
 				break;
 			case HC_BS_ALLOC:
-				if (!hc_owner_alive(c, HC_BS_PAYLOAD(s)) && hc_recover_block(c, t, off, s))
+				if (!hc_owner_alive(c, HC_BS_PAYLOAD(s)) &&
+				    hc_recover_block(c, t, off, s))
 					cur->retired = 1;
 				break;
 			}

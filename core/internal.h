@@ -44,8 +44,8 @@ struct hc_cursor {
 	uint64_t slabword; /* slab table word when the range was taken */
 	uint32_t slab;
 	uint32_t start, pos, end; /* blocks [start, end), next at pos */
-	uint8_t retired;          /* blocks were retired in this range */
-	uint8_t rewalked;         /* the range was walked again after a grace period */
+	uint8_t retired;	  /* blocks were retired in this range */
+	uint8_t rewalked;	  /* the range was walked again after a grace period */
 };
 
 /* Per (handle, thread): the thread's slot and its sweep state. */
@@ -90,11 +90,11 @@ struct hc_cache {
 	uint32_t max_value;
 	uint64_t slot_stride;
 	uint32_t coarse_slack_ms; /* resolution of CLOCK_MONOTONIC_COARSE, rounded up */
-	uint64_t seed;            /* key-hash seed of the segment */
+	uint64_t seed;		  /* key-hash seed of the segment */
 
 	int fd;
 	int read_only;
-	uint64_t id;       /* unique per hc_open in this process */
+	uint64_t id;	   /* unique per hc_open in this process */
 	uint64_t fork_gen; /* hc_fork_gen at open */
 	pid_t pid;
 	uint64_t start_time;
@@ -103,13 +103,13 @@ struct hc_cache {
 	void (*log)(void *ctx, int level, const char *msg);
 	void *log_ctx;
 
-	pthread_mutex_t lock;           /* guards threads */
-	struct hc_thread *threads;      /* every thread record of this handle */
-	uint8_t *scratch;               /* read-only scans: copy buffer */
+	pthread_mutex_t lock;	   /* guards threads */
+	struct hc_thread *threads; /* every thread record of this handle */
+	uint8_t *scratch;	   /* read-only scans: copy buffer */
 	struct hc_stall {
-		uint64_t epoch;      /* epoch a reader was last seen stuck at */
+		uint64_t epoch;	     /* epoch a reader was last seen stuck at */
 		uint64_t checked_ms; /* when its process was last checked */
-	} *stall;                       /* per thread slot; hints, racy by design */
+	} * stall;		     /* per thread slot; hints, racy by design */
 };
 
 extern uint64_t hc_fork_gen;
@@ -154,7 +154,8 @@ static inline struct hc_entry *hc_entry_at(const struct hc_cache *c, uint64_t of
 static inline uint64_t hc_block_off(const struct hc_cache *c, uint32_t slab, uint32_t cls,
 				    uint32_t i)
 {
-	return c->off_arena + (uint64_t)slab * c->slab_size + (uint64_t)i * c->classes[cls].block_size;
+	return c->off_arena + (uint64_t)slab * c->slab_size +
+	       (uint64_t)i * c->classes[cls].block_size;
 }
 static inline const uint8_t *hc_entry_key(const struct hc_entry *e)
 {
@@ -286,7 +287,8 @@ int64_t hc_sweep_expired(struct hc_cache *c, struct hc_thread *t, uint64_t budge
 
 /* Why an entry leaves the index, for the counters. */
 enum hc_unlink_reason { HC_UNLINK_DELETE, HC_UNLINK_EVICT, HC_UNLINK_EXPIRE, HC_UNLINK_REPLACE };
-int hc_find_slot(const struct hc_cache *c, uint64_t off, const struct hc_entry *e, uint64_t **slotp);
+int hc_find_slot(const struct hc_cache *c, uint64_t off, const struct hc_entry *e,
+		 uint64_t **slotp);
 bool hc_unlink_entry(struct hc_cache *c, struct hc_thread *t, uint64_t off, int reason);
 int hc_ref_class(const struct hc_cache *c, uint64_t ref);
 

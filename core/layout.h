@@ -76,7 +76,7 @@ struct hc_bucket {
 /* ALLOC payload: owner thread slot (bits 20..31) and its generation (0..19). */
 #define HC_OWNER_GEN_BITS 20
 #define HC_OWNER_GEN_MASK ((UINT64_C(1) << HC_OWNER_GEN_BITS) - 1)
-#define HC_OWNER(slot, gen) (((uint64_t)(slot) << HC_OWNER_GEN_BITS) | ((gen) & HC_OWNER_GEN_MASK))
+#define HC_OWNER(slot, gen) (((uint64_t)(slot) << HC_OWNER_GEN_BITS) | ((gen)&HC_OWNER_GEN_MASK))
 #define HC_OWNER_SLOT(p) ((uint32_t)(((p) >> HC_OWNER_GEN_BITS) & 0xfff))
 #define HC_OWNER_GENOF(p) ((uint32_t)((p)&HC_OWNER_GEN_MASK))
 #define HC_MAX_THREADS_LIMIT 4096u
@@ -88,14 +88,14 @@ struct hc_bucket {
  * immutable; an update publishes a new block).
  */
 struct hc_entry {
-	uint64_t state;   /* lifecycle word above; any, CAS */
+	uint64_t state;	  /* lifecycle word above; any, CAS */
 	uint64_t expiry;  /* [fresh_until:40 ms CLOCK_MONOTONIC][stale:24 coded] */
-	uint32_t vlen;    /* value bytes */
-	uint8_t klen;     /* key bytes, 1..HC_KEY_MAX */
-	uint8_t flags;    /* HC_ENTRY_* */
+	uint32_t vlen;	  /* value bytes */
+	uint8_t klen;	  /* key bytes, 1..HC_KEY_MAX */
+	uint8_t flags;	  /* HC_ENTRY_* */
 	uint8_t visited;  /* CLOCK reference bit: readers set, sweepers clear */
 	uint8_t reserved; /* 0 */
-	uint64_t etag;    /* [content hash:48][compute_ms:16, saturating] */
+	uint64_t etag;	  /* [content hash:48][compute_ms:16, saturating] */
 };
 #define HC_ENTRY_HDR 32u
 #define HC_NEVER ((UINT64_C(1) << 40) - 1) /* fresh_until of a non-expiring entry */
@@ -151,8 +151,8 @@ struct hc_slot_ctr {
 #define HC_TS_STATE(w) ((w) >> 60)
 #define HC_TS_GEN(w) ((uint32_t)(((w) >> 32) & HC_OWNER_GEN_MASK))
 #define HC_TS_PID(w) ((int32_t)(uint32_t)(w))
-#define HC_TS_MAKE(state, gen, pid)                                                            \
-	(((uint64_t)(state) << 60) | (((uint64_t)(gen)&HC_OWNER_GEN_MASK) << 32) |             \
+#define HC_TS_MAKE(state, gen, pid)                                                \
+	(((uint64_t)(state) << 60) | (((uint64_t)(gen)&HC_OWNER_GEN_MASK) << 32) | \
 	 (uint64_t)(uint32_t)(pid))
 
 /*
@@ -166,9 +166,9 @@ struct hc_tslot {
 	uint64_t epoch; /* 0 = quiescent; else the global epoch seen on entry */
 	uint8_t pad0[HC_LINE - 8];
 	/* line 1: identity, written at claim */
-	uint64_t owner;      /* HC_TS_MAKE(state, gen, pid); any, CAS */
+	uint64_t owner;	     /* HC_TS_MAKE(state, gen, pid); any, CAS */
 	uint64_t start_time; /* owner process start, clock ticks since boot */
-	int32_t tid;         /* owner thread id (informational) */
+	int32_t tid;	     /* owner thread id (informational) */
 	uint32_t reserved;
 	uint8_t pad1[HC_LINE - 24];
 	/* the counters, from line 2 */
@@ -184,8 +184,8 @@ struct hc_tslot {
 #define HC_SLAB_CLASS(w) ((uint32_t)(((w) >> 53) & 0xff))
 #define HC_SLAB_GEN(w) ((uint32_t)(((w) >> 32) & 0x1fffff))
 #define HC_SLAB_OWNER(w) ((w)&0xffffffffu)
-#define HC_SLAB_MAKE(kind, cls, gen, owner)                                                    \
-	(((uint64_t)(kind) << 61) | ((uint64_t)((cls)&0xff) << 53) |                            \
+#define HC_SLAB_MAKE(kind, cls, gen, owner)                          \
+	(((uint64_t)(kind) << 61) | ((uint64_t)((cls)&0xff) << 53) | \
 	 ((uint64_t)((gen)&0x1fffff) << 32) | ((owner)&0xffffffffu))
 
 /*
@@ -194,10 +194,10 @@ struct hc_tslot {
  * threads take ranges of it with CAS.
  */
 struct hc_class {
-	uint64_t hand;        /* any, CAS */
-	uint32_t block_size;  /* bytes per block; set at creation */
-	uint32_t per_slab;    /* blocks per slab; set at creation */
-	uint32_t nslabs;      /* slabs assigned; any, atomic add */
+	uint64_t hand;	     /* any, CAS */
+	uint32_t block_size; /* bytes per block; set at creation */
+	uint32_t per_slab;   /* blocks per slab; set at creation */
+	uint32_t nslabs;     /* slabs assigned; any, atomic add */
 	uint32_t reserved;
 	uint8_t pad[HC_LINE - 24];
 };
@@ -222,26 +222,26 @@ struct hc_entity_rec {
  */
 struct hc_header {
 	/* line 0: identity */
-	uint64_t magic;           /* HC_MAGIC once initialised (stored last) */
-	uint32_t abi_version;     /* HC_ABI_VERSION */
-	uint32_t layout_hash;     /* hc_layout_hash() of the creating build */
-	uint64_t size;            /* segment bytes */
-	uint32_t init_state;      /* HC_INIT_*; creator, release store */
-	int32_t creator_pid;      /* process that initialised it */
-	uint64_t creator_start;   /* its start time (ticks since boot) */
+	uint64_t magic;		  /* HC_MAGIC once initialised (stored last) */
+	uint32_t abi_version;	  /* HC_ABI_VERSION */
+	uint32_t layout_hash;	  /* hc_layout_hash() of the creating build */
+	uint64_t size;		  /* segment bytes */
+	uint32_t init_state;	  /* HC_INIT_*; creator, release store */
+	int32_t creator_pid;	  /* process that initialised it */
+	uint64_t creator_start;	  /* its start time (ticks since boot) */
 	uint64_t created_unix_ms; /* wall clock at creation */
 	uint8_t pad0[HC_LINE - 48];
 
 	/* lines 1-2: geometry (creator) */
-	uint32_t max_threads;    /* thread slots */
-	uint32_t max_value;      /* largest value bytes */
-	uint32_t slab_size;      /* bytes per slab */
-	uint32_t nslabs;         /* slabs in the arena */
-	uint32_t nclasses;       /* size classes in use */
-	uint32_t nbuckets;       /* index buckets */
+	uint32_t max_threads;	 /* thread slots */
+	uint32_t max_value;	 /* largest value bytes */
+	uint32_t slab_size;	 /* bytes per slab */
+	uint32_t nslabs;	 /* slabs in the arena */
+	uint32_t nclasses;	 /* size classes in use */
+	uint32_t nbuckets;	 /* index buckets */
 	uint32_t bytes_per_slot; /* sizing hint the index was built with */
-	uint32_t flags;          /* HC_GROUP at creation */
-	uint64_t hash_seed;      /* random key-hash seed of this segment */
+	uint32_t flags;		 /* HC_GROUP at creation */
+	uint64_t hash_seed;	 /* random key-hash seed of this segment */
 	uint64_t off_classes, off_entities, off_totals, off_slots;
 	uint64_t off_slabtab, off_index, off_arena;
 	uint64_t slot_stride; /* bytes per struct hc_tslot */
@@ -254,8 +254,8 @@ struct hc_header {
 	uint64_t safe_epoch;
 	uint8_t pad3[HC_LINE - 8];
 	/* line 5: allocation hints; any, relaxed */
-	uint32_t slots_hwm; /* 1 + highest thread slot ever claimed */
-	uint32_t slab_hint; /* where to look for a free slab */
+	uint32_t slots_hwm;  /* 1 + highest thread slot ever claimed */
+	uint32_t slab_hint;  /* where to look for a free slab */
 	uint64_t totals_seq; /* odd while a slot's counters are being folded */
 	uint64_t maint_hand; /* next slab for hc_maintain's expiry walk */
 	uint8_t pad4[HC_LINE - 24];
@@ -280,14 +280,22 @@ _Static_assert(HC_MAX_CLASSES <= 256, "class id fits the slab word");
 static inline uint32_t hc_layout_hash(void)
 {
 	const uint64_t parts[] = {
-		sizeof(struct hc_header),	  sizeof(struct hc_tslot),
-		sizeof(struct hc_slot_ctr),	  sizeof(struct hc_entry),
-		sizeof(struct hc_bucket),	  sizeof(struct hc_class),
-		sizeof(struct hc_entity_rec),	  offsetof(struct hc_header, epoch),
-		offsetof(struct hc_header, off_arena), offsetof(struct hc_tslot, c),
-		HC_MAX_CLASSES,			  HC_MAX_ENTITIES,
-		HC_LAYER_COUNT,			  HC_CTR_N,
-		HC_KEY_MAX,			  HC_BUCKET_SLOTS,
+		sizeof(struct hc_header),
+		sizeof(struct hc_tslot),
+		sizeof(struct hc_slot_ctr),
+		sizeof(struct hc_entry),
+		sizeof(struct hc_bucket),
+		sizeof(struct hc_class),
+		sizeof(struct hc_entity_rec),
+		offsetof(struct hc_header, epoch),
+		offsetof(struct hc_header, off_arena),
+		offsetof(struct hc_tslot, c),
+		HC_MAX_CLASSES,
+		HC_MAX_ENTITIES,
+		HC_LAYER_COUNT,
+		HC_CTR_N,
+		HC_KEY_MAX,
+		HC_BUCKET_SLOTS,
 	};
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {

@@ -172,7 +172,8 @@ static int reap_dead(struct hc_cache *c)
 	uint32_t hwm = CMM_LOAD_SHARED(c->hdr->slots_hwm);
 	for (uint32_t i = 0; i < hwm && i < c->max_threads; i++) {
 		uint64_t w = CMM_LOAD_SHARED(hc_slot_at(c, i)->owner);
-		if (HC_TS_STATE(w) != HC_TS_FREE && HC_TS_PID(w) != c->pid && hc_reap_slot(c, i, w) == 1)
+		if (HC_TS_STATE(w) != HC_TS_FREE && HC_TS_PID(w) != c->pid &&
+		    hc_reap_slot(c, i, w) == 1)
 			n++;
 	}
 	return n;
@@ -229,7 +230,8 @@ static void tls_destructor(void *arg)
 		struct hc_cache *c = t->c;
 		if (c) {
 			pthread_mutex_lock(&c->lock);
-			for (struct hc_thread **pp = &c->threads; *pp; pp = &(*pp)->next_in_handle) {
+			for (struct hc_thread **pp = &c->threads; *pp;
+			     pp = &(*pp)->next_in_handle) {
 				if (*pp == t) {
 					*pp = t->next_in_handle;
 					break;

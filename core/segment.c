@@ -103,7 +103,8 @@ static int plan(const struct hc_options *o, struct hc_header *g)
 	uint32_t threads = o->max_threads ? o->max_threads : DEFAULT_THREADS;
 	uint32_t maxv = o->max_value ? o->max_value : HC_VALUE_MAX_DEFAULT;
 	uint32_t bps = o->bytes_per_slot ? o->bytes_per_slot : DEFAULT_BYTES_PER_SLOT;
-	if (threads > HC_MAX_THREADS_LIMIT || maxv > MAX_VALUE_LIMIT || bps < 32 || bps > (1u << 20))
+	if (threads > HC_MAX_THREADS_LIMIT || maxv > MAX_VALUE_LIMIT || bps < 32 ||
+	    bps > (1u << 20))
 		return HC_E_INVAL;
 	if (size > (UINT64_C(1) << 46))
 		return HC_E_INVAL;
@@ -157,10 +158,10 @@ static int plan(const struct hc_options *o, struct hc_header *g)
 
 int hc_geometry_check(const struct hc_header *h, uint64_t len, char *why, size_t whylen)
 {
-#define BAD(...)                                                                               \
-	do {                                                                                   \
-		snprintf(why, whylen, __VA_ARGS__);                                            \
-		return HC_E_CORRUPT;                                                           \
+#define BAD(...)                                    \
+	do {                                        \
+		snprintf(why, whylen, __VA_ARGS__); \
+		return HC_E_CORRUPT;                \
 	} while (0)
 	if (h->size != len)
 		BAD("header size %llu but object is %llu bytes", (unsigned long long)h->size,
@@ -180,7 +181,7 @@ int hc_geometry_check(const struct hc_header *h, uint64_t len, char *why, size_t
 		BAD("thread slot size %llu, expected %zu", (unsigned long long)h->slot_stride,
 		    sizeof(struct hc_tslot));
 	const uint64_t offs[] = {h->off_classes, h->off_entities, h->off_totals, h->off_slots,
-				 h->off_slabtab, h->off_index, h->off_arena};
+				 h->off_slabtab, h->off_index,	  h->off_arena};
 	const uint64_t lens[] = {HC_MAX_CLASSES * sizeof(struct hc_class),
 				 HC_MAX_ENTITIES * sizeof(struct hc_entity_rec),
 				 sizeof(struct hc_slot_ctr),
@@ -190,7 +191,8 @@ int hc_geometry_check(const struct hc_header *h, uint64_t len, char *why, size_t
 				 (uint64_t)h->nslabs * h->slab_size};
 	uint64_t prev_end = HC_PAGE;
 	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
-		if (offs[i] % HC_PAGE || offs[i] < prev_end || offs[i] > len || lens[i] > len - offs[i])
+		if (offs[i] % HC_PAGE || offs[i] < prev_end || offs[i] > len ||
+		    lens[i] > len - offs[i])
 			BAD("region %zu at %llu+%llu outside the segment", i,
 			    (unsigned long long)offs[i], (unsigned long long)lens[i]);
 		prev_end = offs[i] + lens[i];
@@ -294,8 +296,8 @@ static int initialize(struct hc_cache *c, int fd, const struct hc_options *o, mo
 	cmm_smp_wmb();
 	CMM_STORE_SHARED(h->magic, HC_MAGIC);
 	bind(c, base, g.size);
-	hc_log(c, HC_LOG_INFO, "%s: created, %llu bytes, %u slabs of %u bytes, %u buckets",
-	       c->name, (unsigned long long)g.size, g.nslabs, g.slab_size, g.nbuckets);
+	hc_log(c, HC_LOG_INFO, "%s: created, %llu bytes, %u slabs of %u bytes, %u buckets", c->name,
+	       (unsigned long long)g.size, g.nslabs, g.slab_size, g.nbuckets);
 	return 0;
 }
 
@@ -338,7 +340,8 @@ static int attach(struct hc_cache *c, int fd, const struct hc_options *o, mode_t
 	uint8_t *base = NULL;
 	uint64_t size = (uint64_t)st.st_size;
 	if (size >= HC_PAGE) {
-		base = mmap(NULL, size, PROT_READ | (c->read_only ? 0 : PROT_WRITE), MAP_SHARED, fd, 0);
+		base = mmap(NULL, size, PROT_READ | (c->read_only ? 0 : PROT_WRITE), MAP_SHARED, fd,
+			    0);
 		if (base == MAP_FAILED)
 			return -errno;
 	}
@@ -362,7 +365,8 @@ static int attach(struct hc_cache *c, int fd, const struct hc_options *o, mode_t
 			return HC_E_INIT;
 		if (flock(fd, LOCK_EX | LOCK_NB) != 0)
 			return -EAGAIN; /* another process is taking it over */
-		hc_log(c, HC_LOG_WARN, "%s: initialisation was never completed; initialising", c->name);
+		hc_log(c, HC_LOG_WARN, "%s: initialisation was never completed; initialising",
+		       c->name);
 		rc = initialize(c, fd, o, mode);
 		if (rc == 0)
 			flock(fd, LOCK_SH);
@@ -426,9 +430,11 @@ int hc_open(const char *name, const struct hc_options *opts, struct hc_cache **o
 	const uint64_t deadline = hc_now_ms() + timeout;
 	const uint64_t give_up = deadline + timeout;
 	for (;;) {
-		int fd = shm_open(path, (c->read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC, 0);
+		int fd = shm_open(path, (c->read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC,
+				  0);
 		if (fd < 0 && errno == ENOENT && (flags & HC_CREATE)) {
-			fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+			fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				      mode);
 			if (fd < 0 && errno == EEXIST)
 				continue; /* lost the race: attach to the winner's */
 			if (fd >= 0) {

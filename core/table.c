@@ -230,7 +230,8 @@ static void publish(struct hc_cache *c, struct hc_thread *t, uint64_t off, uint6
 			 * and b2 has more room: the second choice spreads load
 			 * only where it is needed.
 			 */
-			int empty = (empty1 >= 0 && (free1 > 2 || free1 >= free2)) ? empty1 : empty2;
+			int empty =
+				(empty1 >= 0 && (free1 > 2 || free1 >= free2)) ? empty1 : empty2;
 			mine = (unsigned)empty;
 			if (uatomic_cmpxchg(hc_pos(c, b1, b2, mine), 0, nv) != 0)
 				continue;
@@ -443,8 +444,8 @@ miss:
 	return NULL;
 }
 
-int hc_get_ex(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
-	      size_t *vlen, struct hc_meta *meta, unsigned flags)
+int hc_get_ex(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
+	      struct hc_meta *meta, unsigned flags)
 {
 	int rc = check_key(key, klen);
 	if (rc)

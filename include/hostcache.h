@@ -46,32 +46,32 @@ extern "C" {
 #define HC_VERSION_PATCH 0
 
 /* Limits. */
-#define HC_KEY_MAX 250u             /* longest key, bytes (keys are 1..250) */
+#define HC_KEY_MAX 250u		      /* longest key, bytes (keys are 1..250) */
 #define HC_VALUE_MAX_DEFAULT 1048576u /* default largest value, bytes */
-#define HC_NAME_MAX 200u            /* longest segment name */
-#define HC_ENTITY_NAME_MAX 31u      /* longest entity (key prefix) name */
-#define HC_MAX_CLASSES 128u         /* upper bound on size classes */
-#define HC_MAX_ENTITIES 64u         /* entities tracked per segment */
+#define HC_NAME_MAX 200u	      /* longest segment name */
+#define HC_ENTITY_NAME_MAX 31u	      /* longest entity (key prefix) name */
+#define HC_MAX_CLASSES 128u	      /* upper bound on size classes */
+#define HC_MAX_ENTITIES 64u	      /* entities tracked per segment */
 
 /*
  * Error codes (all < 0, far below -errno).  Values are part of the ABI.
  */
 enum hc_error {
 	HC_E_NOTFOUND = -40000, /* no such key (or it has expired) */
-	HC_E_TOOBIG = -40001,   /* key or value larger than the limits */
+	HC_E_TOOBIG = -40001,	/* key or value larger than the limits */
 	HC_E_TOOSMALL = -40002, /* caller's buffer too short; *vlen = size */
-	HC_E_INVAL = -40003,    /* invalid argument */
+	HC_E_INVAL = -40003,	/* invalid argument */
 	HC_E_BADMAGIC = -40004, /* the object is not a hostcache segment */
-	HC_E_VERSION = -40005,  /* segment of another ABI version or layout */
-	HC_E_CORRUPT = -40006,  /* segment header inconsistent */
-	HC_E_PERM = -40007,     /* owner or mode check refused the segment */
-	HC_E_NOSLOT = -40008,   /* every thread slot in the segment is taken */
-	HC_E_NOSPACE = -40009,  /* no memory could be freed (stalled reader) */
-	HC_E_FORKED = -40010,   /* handle inherited across fork() */
+	HC_E_VERSION = -40005,	/* segment of another ABI version or layout */
+	HC_E_CORRUPT = -40006,	/* segment header inconsistent */
+	HC_E_PERM = -40007,	/* owner or mode check refused the segment */
+	HC_E_NOSLOT = -40008,	/* every thread slot in the segment is taken */
+	HC_E_NOSPACE = -40009,	/* no memory could be freed (stalled reader) */
+	HC_E_FORKED = -40010,	/* handle inherited across fork() */
 	HC_E_READONLY = -40011, /* write on a read-only handle */
-	HC_E_INIT = -40012,     /* a concurrent creator did not finish in time */
-	HC_E_EXISTS = -40013,   /* HC_EXCL and the segment exists */
-	HC_E_FORMAT = -40014,   /* malformed dump stream */
+	HC_E_INIT = -40012,	/* a concurrent creator did not finish in time */
+	HC_E_EXISTS = -40013,	/* HC_EXCL and the segment exists */
+	HC_E_FORMAT = -40014,	/* malformed dump stream */
 };
 
 /* hc_options.flags */
@@ -89,10 +89,10 @@ enum hc_log_level { HC_LOG_ERROR = 0, HC_LOG_WARN = 1, HC_LOG_INFO = 2, HC_LOG_D
  * existing segment keeps the geometry it was created with.
  */
 struct hc_options {
-	uint64_t size;            /* segment bytes; 0 = 64 MiB */
-	uint32_t flags;           /* HC_CREATE | HC_EXCL | HC_RDONLY | HC_GROUP */
-	uint32_t max_threads;     /* thread slots (readers); 0 = 256 */
-	uint32_t max_value;       /* largest value bytes; 0 = 1 MiB */
+	uint64_t size;		  /* segment bytes; 0 = 64 MiB */
+	uint32_t flags;		  /* HC_CREATE | HC_EXCL | HC_RDONLY | HC_GROUP */
+	uint32_t max_threads;	  /* thread slots (readers); 0 = 256 */
+	uint32_t max_value;	  /* largest value bytes; 0 = 1 MiB */
 	uint32_t bytes_per_slot;  /* arena bytes per index slot; 0 = 128 */
 	uint32_t open_timeout_ms; /* wait for a concurrent creator; 0 = 5000 */
 	uint32_t reserved0;
@@ -148,7 +148,7 @@ struct hc_set_opts {
 	uint32_t ttl_ms;     /* fresh for this long; 0 = never expires */
 	uint32_t stale_ms;   /* then servable as stale for this long */
 	uint32_t compute_ms; /* time the value took to compute (XFetch delta) */
-	uint32_t flags;      /* HC_ENTRY_* */
+	uint32_t flags;	     /* HC_ENTRY_* */
 };
 
 /*
@@ -184,22 +184,21 @@ int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val,
  * Lock-free and wait-free on the hit path: no lock, no system call, never
  * delayed by writers, other readers, or stopped or dead processes.
  */
-int hc_get(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
-	   size_t *vlen);
+int hc_get(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
 
 /* Where a value came from. */
 enum hc_layer { HC_LAYER_L1 = 0, HC_LAYER_L2 = 1, HC_LAYER_ORIGIN = 2, HC_LAYER_COUNT = 3 };
 
 /* Metadata of an entry as seen at read time. */
 struct hc_meta {
-	uint64_t etag;          /* content hash of the value, computed at set */
-	int64_t ttl_left_ms;    /* ms until stale (< 0: stale by that much);
+	uint64_t etag;	       /* content hash of the value, computed at set */
+	int64_t ttl_left_ms;   /* ms until stale (< 0: stale by that much);
 				   INT64_MAX when the entry never expires */
-	int64_t stale_left_ms;  /* ms until unservable (fresh_until + stale) */
-	uint32_t compute_ms;    /* XFetch delta stored with the entry */
-	uint32_t flags;         /* HC_ENTRY_* */
-	uint8_t layer;          /* enum hc_layer */
-	uint8_t stale;          /* 1 when returned past its TTL (HC_GET_STALE) */
+	int64_t stale_left_ms; /* ms until unservable (fresh_until + stale) */
+	uint32_t compute_ms;   /* XFetch delta stored with the entry */
+	uint32_t flags;	       /* HC_ENTRY_* */
+	uint8_t layer;	       /* enum hc_layer */
+	uint8_t stale;	       /* 1 when returned past its TTL (HC_GET_STALE) */
 	uint8_t reserved[6];
 };
 
@@ -211,8 +210,8 @@ struct hc_meta {
  * hc_get_ex - hc_get that also fills @meta (may be NULL) and honours
  * HC_GET_* flags.  Same return codes and guarantees as hc_get.
  */
-int hc_get_ex(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
-	      size_t *vlen, struct hc_meta *meta, unsigned flags);
+int hc_get_ex(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
+	      struct hc_meta *meta, unsigned flags);
 
 /*
  * Zero-copy read.  On success v->data points at the value inside the
@@ -303,9 +302,9 @@ struct hc_counters {
 
 struct hc_class_stats {
 	uint32_t block_size; /* bytes per block, entry header included */
-	uint32_t slabs;      /* slabs currently assigned to the class */
-	uint64_t items;      /* live entries */
-	uint64_t bytes;      /* key + value bytes of live entries */
+	uint32_t slabs;	     /* slabs currently assigned to the class */
+	uint64_t items;	     /* live entries */
+	uint64_t bytes;	     /* key + value bytes of live entries */
 };
 
 struct hc_entity_stats {
@@ -319,24 +318,24 @@ struct hc_stats {
 	uint32_t nentities;
 	struct hc_class_stats cls[HC_MAX_CLASSES];
 	struct hc_entity_stats entity[HC_MAX_ENTITIES];
-	uint64_t items;               /* live entries, all classes */
-	uint64_t bytes;               /* key + value bytes, all classes */
-	uint64_t segment_size;        /* bytes */
-	uint64_t arena_size;          /* bytes of slab memory */
-	uint32_t slab_size;           /* bytes per slab */
+	uint64_t items;	       /* live entries, all classes */
+	uint64_t bytes;	       /* key + value bytes, all classes */
+	uint64_t segment_size; /* bytes */
+	uint64_t arena_size;   /* bytes of slab memory */
+	uint32_t slab_size;    /* bytes per slab */
 	uint32_t slabs_total;
 	uint32_t slabs_used;
-	uint32_t threads_active;      /* thread slots in use */
-	uint64_t index_slots;         /* hash index capacity (entries) */
-	uint64_t epoch;               /* reclamation epoch */
-	uint64_t safe_epoch;          /* blocks retired before it are free */
-	uint64_t reclaim_waits;       /* grace periods waited for */
-	uint64_t reclaim_stalls;      /* grace periods cut short by a stalled reader */
-	uint64_t slots_reaped;        /* dead thread slots reclaimed */
-	uint64_t blocks_recovered;    /* blocks recovered from dead writers */
-	uint64_t slab_moves;          /* slabs moved between size classes */
-	uint64_t index_evictions;     /* entries dropped because both buckets were full */
-	uint64_t created_unix_ms;     /* segment creation time */
+	uint32_t threads_active;   /* thread slots in use */
+	uint64_t index_slots;	   /* hash index capacity (entries) */
+	uint64_t epoch;		   /* reclamation epoch */
+	uint64_t safe_epoch;	   /* blocks retired before it are free */
+	uint64_t reclaim_waits;	   /* grace periods waited for */
+	uint64_t reclaim_stalls;   /* grace periods cut short by a stalled reader */
+	uint64_t slots_reaped;	   /* dead thread slots reclaimed */
+	uint64_t blocks_recovered; /* blocks recovered from dead writers */
+	uint64_t slab_moves;	   /* slabs moved between size classes */
+	uint64_t index_evictions;  /* entries dropped because both buckets were full */
+	uint64_t created_unix_ms;  /* segment creation time */
 };
 
 /*
@@ -379,8 +378,8 @@ struct hc_reader {
 	uint32_t slot;
 	int32_t pid;
 	int32_t tid;
-	uint32_t alive;      /* 1 alive, 0 dead (process gone or pid reused) */
-	uint64_t epoch;      /* 0 when outside a read-side section */
+	uint32_t alive;	     /* 1 alive, 0 dead (process gone or pid reused) */
+	uint64_t epoch;	     /* 0 when outside a read-side section */
 	uint64_t start_time; /* process start time, clock ticks since boot */
 };
 
@@ -428,8 +427,9 @@ int hc_check(struct hc_cache *c, void (*fn)(void *ctx, int severity, const char 
  * (no mmap, no live processes assumed).  Used by hc_check, by tests that
  * corrupt images on purpose, and by fuzzers.  Same return values.
  */
-int hc_check_image(const void *image, size_t len, void (*fn)(void *ctx, int severity, const char *msg),
-		   void *ctx, struct hc_check_result *res);
+int hc_check_image(const void *image, size_t len,
+		   void (*fn)(void *ctx, int severity, const char *msg), void *ctx,
+		   struct hc_check_result *res);
 
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                 */

@@ -65,7 +65,8 @@ static void test_basic(void)
 		}
 	}
 	CHECK(found == 20000);
-	if (found != 20000) fprintf(stderr, "found %d\n", found);
+	if (found != 20000)
+		fprintf(stderr, "found %d\n", found);
 	struct hc_stats st;
 	CHECK_RC(hc_stats(c, &st), 0);
 	CHECK(st.items == 20000 + 2);

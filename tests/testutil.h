@@ -17,33 +17,33 @@
 
 static int tu_failures;
 
-#define CHECK(cond)                                                                            \
-	do {                                                                                   \
-		if (!(cond)) {                                                                 \
+#define CHECK(cond)                                                                              \
+	do {                                                                                     \
+		if (!(cond)) {                                                                   \
 			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			tu_failures++;                                                         \
-		}                                                                              \
+			tu_failures++;                                                           \
+		}                                                                                \
 	} while (0)
 
 /* An hc_* call expected to return @want (an int code). */
-#define CHECK_RC(call, want)                                                                   \
-	do {                                                                                   \
-		long long got_ = (long long)(call);                                            \
-		long long want_ = (long long)(want);                                           \
-		if (got_ != want_) {                                                           \
+#define CHECK_RC(call, want)                                                                    \
+	do {                                                                                    \
+		long long got_ = (long long)(call);                                             \
+		long long want_ = (long long)(want);                                            \
+		if (got_ != want_) {                                                            \
 			fprintf(stderr, "%s:%d: %s returned %lld (%s), expected %lld (%s)\n",   \
-				__FILE__, __LINE__, #call, got_, hc_strerror((int)got_), want_,     \
-				hc_strerror((int)want_));                                      \
-			tu_failures++;                                                         \
-		}                                                                              \
+				__FILE__, __LINE__, #call, got_, hc_strerror((int)got_), want_, \
+				hc_strerror((int)want_));                                       \
+			tu_failures++;                                                          \
+		}                                                                               \
 	} while (0)
 
-#define REQUIRE(cond)                                                                          \
-	do {                                                                                   \
-		if (!(cond)) {                                                                 \
-			fprintf(stderr, "%s:%d: required: %s\n", __FILE__, __LINE__, #cond);     \
-			exit(1);                                                               \
-		}                                                                              \
+#define REQUIRE(cond)                                                                        \
+	do {                                                                                 \
+		if (!(cond)) {                                                               \
+			fprintf(stderr, "%s:%d: required: %s\n", __FILE__, __LINE__, #cond); \
+			exit(1);                                                             \
+		}                                                                            \
 	} while (0)
 
 static inline int tu_done(const char *name)
