@@ -255,6 +255,7 @@ static int64_t drain_slab(struct hc_cache *c, struct hc_thread *t, uint32_t v, u
 		uint64_t safe =
 			pass == 0 ? CMM_LOAD_SHARED(c->hdr->safe_epoch) : hc_synchronize(c, t);
 		uint32_t mine = 0;
+		hc_read_lock(c, t);
 		for (uint32_t i = 0; i < per; i++) {
 			uint64_t off = hc_block_off(c, v, d, i);
 			struct hc_entry *e = hc_entry_at(c, off);
@@ -279,6 +280,7 @@ static int64_t drain_slab(struct hc_cache *c, struct hc_thread *t, uint32_t v, u
 				break;
 			}
 		}
+		hc_read_unlock(t);
 		drained = mine == per;
 	}
 	if (drained) {
@@ -387,8 +389,11 @@ static bool sweep_live(struct hc_cache *c, struct hc_thread *t, uint64_t off, ui
 
 /*
  * hc_alloc - a block of class @cls, owned by the caller (ALLOC state).
- * The caller is inside a read-side section.  Returns its offset, or 0 with
- * *err set (HC_E_NOSPACE when nothing can be reclaimed).
+ * The caller is outside any read-side section of its own (or holds only
+ * views): each walk of a range is one short section, and grace periods
+ * run between them, so allocating threads never hold each other back.
+ * Returns the block's offset, or 0 with *err set (HC_E_NOSPACE when
+ * nothing can be reclaimed).
  */
 uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *err)
 {
@@ -399,6 +404,8 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 	unsigned ranges = 0;
 
 	for (;;) {
+		uint64_t got = 0;
+		hc_read_lock(c, t);
 		while (cur->pos < cur->end) {
 			if (HC_UNLIKELY(CMM_LOAD_SHARED(c->slabtab[cur->slab]) != cur->slabword)) {
 				cur->pos = cur->end; /* the slab is being moved */
@@ -410,18 +417,16 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 			uint64_t s = CMM_LOAD_SHARED(e->state);
 			switch (HC_BS_KIND(s)) {
 			case HC_BS_FREE:
-				if (uatomic_cmpxchg(&e->state, s, me) == s) {
-					cur->pos++;
-					return off;
-				}
-				continue; /* look at the same block again */
+				if (uatomic_cmpxchg(&e->state, s, me) != s)
+					continue; /* look at the same block again */
+				got = off;
+				break;
 			case HC_BS_RETIRED:
 				if (HC_BS_PAYLOAD(s) < safe) {
-					if (uatomic_cmpxchg(&e->state, s, me) == s) {
-						cur->pos++;
-						return off;
-					}
-					continue;
+					if (uatomic_cmpxchg(&e->state, s, me) != s)
+						continue;
+					got = off;
+					break;
 				}
 				cur->retired = 1;
 				break;
@@ -431,13 +436,17 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 					cur->retired = 1;
 				break;
 			case HC_BS_ALLOC:
-				if (!hc_owner_alive(c, HC_BS_PAYLOAD(s)) &&
-				    hc_recover_block(c, t, off, s))
+				if (!hc_owner_alive(c, HC_BS_PAYLOAD(s)) && hc_recover_block(c, t, off, s))
 					cur->retired = 1;
 				break;
 			}
 			cur->pos++;
+			if (got)
+				break;
 		}
+		hc_read_unlock(t);
+		if (got)
+			return got;
 		if (cur->retired && !cur->rewalked) {
 			/* one grace period for the whole range, then reuse what it freed */
 			safe = hc_synchronize(c, t);
@@ -461,7 +470,8 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 /*
  * hc_sweep_expired - maintenance walk over @budget blocks from the
  * maintenance hand: unlink entries past their stale window, recover blocks
- * of dead writers, adopt slabs of dead drainers.  One read-side section per
+ * of dead writers, retire live blocks a dead process had already unlinked,
+ * adopt slabs of dead drainers.  One read-side section per
  * slab.  Returns the number of entries expired.
  */
 int64_t hc_sweep_expired(struct hc_cache *c, struct hc_thread *t, uint64_t budget)
@@ -497,11 +507,14 @@ int64_t hc_sweep_expired(struct hc_cache *c, struct hc_thread *t, uint64_t budge
 			uint64_t off = hc_block_off(c, k, cls, i);
 			struct hc_entry *e = hc_entry_at(c, off);
 			uint64_t s = CMM_LOAD_SHARED(e->state);
+			uint64_t *slot;
 			if (HC_BS_KIND(s) == HC_BS_LIVE) {
 				uint64_t su = hc_stale_until(CMM_LOAD_SHARED(e->expiry));
 				if (su != HC_NEVER && now >= su &&
 				    hc_unlink_entry(c, t, off, HC_UNLINK_EXPIRE))
 					expired++;
+				else if (hc_find_slot(c, off, e, &slot) != 0)
+					hc_retire(c, off); /* unlinked by a process that died */
 			} else if (HC_BS_KIND(s) == HC_BS_ALLOC &&
 				   !hc_owner_alive(c, HC_BS_PAYLOAD(s))) {
 				hc_recover_block(c, t, off, s);

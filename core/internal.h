@@ -291,6 +291,7 @@ int hc_find_slot(const struct hc_cache *c, uint64_t off, const struct hc_entry *
 		 uint64_t **slotp);
 bool hc_unlink_entry(struct hc_cache *c, struct hc_thread *t, uint64_t off, int reason);
 int hc_ref_class(const struct hc_cache *c, uint64_t ref);
+bool hc_entry_fits(const struct hc_cache *c, uint64_t ref, const struct hc_entry *e);
 
 /* ---- stats.c ---- */
 
@@ -301,6 +302,7 @@ void hc_entities_init(struct hc_entity_rec *ents);
 
 void hc_log(const struct hc_cache *c, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+void hc_bind(struct hc_cache *c, uint8_t *base, uint64_t size);
 int hc_geometry_check(const struct hc_header *h, uint64_t len, char *why, size_t whylen);
 
 /* Guard at the top of every public entry point. */

@@ -341,8 +341,8 @@ void hc_threads_close(struct hc_cache *c)
 /*
  * hc_synchronize - advance the epoch and compute the oldest epoch still
  * held by a reader.  Blocks retired with an epoch below the result are
- * free.  @self's own slot is skipped when its section is the caller's only
- * one (the caller holds no pointer into retired blocks across this call).
+ * free.  Called outside the caller's own read-side sections (a view the
+ * caller holds counts like any other reader's section).
  *
  * Waits only briefly for readers in a section (a read is ~100 ns; a
  * preempted reader gets a few yields); a reader that still holds the
@@ -360,8 +360,6 @@ uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self)
 	cmm_smp_mb();
 	for (uint32_t i = 0; i < hwm && i < c->max_threads; i++) {
 		struct hc_tslot *ts = hc_slot_at(c, i);
-		if (self && ts == self->ts && self->nesting <= 1)
-			continue;
 		uint64_t v = CMM_LOAD_SHARED(ts->epoch);
 		if (v == 0 || v >= e)
 			continue;

@@ -229,7 +229,7 @@ static int check_owner(const struct hc_cache *c, const struct stat *st)
 }
 
 /* Point the handle at the regions of a validated mapping. */
-static void bind(struct hc_cache *c, uint8_t *base, uint64_t size)
+void hc_bind(struct hc_cache *c, uint8_t *base, uint64_t size)
 {
 	struct hc_header *h = (struct hc_header *)base;
 	c->base = base;
@@ -295,7 +295,7 @@ static int initialize(struct hc_cache *c, int fd, const struct hc_options *o, mo
 	CMM_STORE_SHARED(h->init_state, HC_INIT_READY);
 	cmm_smp_wmb();
 	CMM_STORE_SHARED(h->magic, HC_MAGIC);
-	bind(c, base, g.size);
+	hc_bind(c, base, g.size);
 	hc_log(c, HC_LOG_INFO, "%s: created, %llu bytes, %u slabs of %u bytes, %u buckets", c->name,
 	       (unsigned long long)g.size, g.nslabs, g.slab_size, g.nbuckets);
 	return 0;
@@ -384,7 +384,7 @@ static int attach(struct hc_cache *c, int fd, const struct hc_options *o, mode_t
 		munmap(base, size);
 		return HC_E_CORRUPT;
 	}
-	bind(c, base, size);
+	hc_bind(c, base, size);
 	return 0;
 }
 

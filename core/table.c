@@ -48,8 +48,8 @@ static inline bool tag_eq(uint64_t v, uint64_t tag)
 }
 
 /*
- * Class of the block at @ref if @ref is a block boundary of an ACTIVE slab
- * inside the arena; < 0 otherwise.  Tools go through this before touching
+ * Class of the block at @ref if @ref is a block boundary of an active (or
+ * draining) slab inside the arena; < 0 otherwise.  Tools go through this before touching
  * an offset read from the segment (invariant 4).
  */
 int hc_ref_class(const struct hc_cache *c, uint64_t ref)
@@ -61,7 +61,9 @@ int hc_ref_class(const struct hc_cache *c, uint64_t ref)
 	if (slab >= c->nslabs)
 		return -1;
 	uint64_t w = CMM_LOAD_SHARED(c->slabtab[slab]);
-	if (HC_SLAB_KIND(w) != HC_SLAB_ACTIVE || HC_SLAB_CLASS(w) >= c->nclasses)
+	uint64_t kind = HC_SLAB_KIND(w);
+	/* a draining slab keeps its geometry until it is marked FORMATTING */
+	if ((kind != HC_SLAB_ACTIVE && kind != HC_SLAB_DRAINING) || HC_SLAB_CLASS(w) >= c->nclasses)
 		return -1;
 	uint32_t cls = HC_SLAB_CLASS(w);
 	uint64_t in = rel % c->slab_size;
@@ -72,7 +74,7 @@ int hc_ref_class(const struct hc_cache *c, uint64_t ref)
 }
 
 /* Does the entry at @ref hold a well-formed key and value for its block? */
-static bool entry_fits(const struct hc_cache *c, uint64_t ref, const struct hc_entry *e)
+bool hc_entry_fits(const struct hc_cache *c, uint64_t ref, const struct hc_entry *e)
 {
 	int cls = hc_ref_class(c, ref);
 	if (cls < 0)
@@ -94,7 +96,7 @@ static inline uint64_t key_hash(const struct hc_cache *c, const void *key, size_
  */
 int hc_find_slot(const struct hc_cache *c, uint64_t off, const struct hc_entry *e, uint64_t **slotp)
 {
-	if (!entry_fits(c, off, e))
+	if (!hc_entry_fits(c, off, e))
 		return HC_E_NOTFOUND;
 	uint64_t h = key_hash(c, hc_entry_key(e), e->klen);
 	uint32_t b1 = hc_bucket1(c, h), b2 = hc_bucket2(c, h, b1);
@@ -317,10 +319,8 @@ int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val,
 	uint64_t h = key_hash(c, key, klen);
 	uint32_t ent = hc_entity_id(c, t, key, klen);
 
-	hc_read_lock(c, t);
 	uint64_t off = hc_alloc(c, t, (uint32_t)cls, &rc);
 	if (HC_UNLIKELY(!off)) {
-		hc_read_unlock(t);
 		hc_count(t, ent, HC_LAYER_L1, HC_CTR_SET_FAILS);
 		return rc;
 	}
@@ -336,6 +336,7 @@ int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val,
 	if (vlen)
 		memcpy((uint8_t *)(e + 1) + klen, val, vlen);
 	cmm_smp_wmb(); /* the entry is complete before its slot word is */
+	hc_read_lock(c, t);
 	publish(c, t, off, h, key, klen);
 	hc_read_unlock(t);
 	hc_count(t, ent, HC_LAYER_L1, HC_CTR_SETS);
@@ -573,7 +574,7 @@ static bool ro_copy(struct hc_cache *c, const uint64_t *p, uint64_t v, struct hc
 {
 	uint64_t ref = slot_ref(v);
 	const struct hc_entry *e = hc_entry_at(c, ref);
-	if (!entry_fits(c, ref, e))
+	if (!hc_entry_fits(c, ref, e))
 		return false;
 	struct hc_entry *copy = (struct hc_entry *)c->scratch;
 	memcpy(copy, e, HC_ENTRY_HDR);
@@ -620,7 +621,7 @@ int hc_scan(struct hc_cache *c, int (*fn)(void *ctx, const struct hc_item *it), 
 				continue;
 			if (t) {
 				const struct hc_entry *e = hc_entry_at(c, slot_ref(v));
-				if (!entry_fits(c, slot_ref(v), e))
+				if (!hc_entry_fits(c, slot_ref(v), e))
 					continue;
 				it.key = hc_entry_key(e);
 				it.klen = e->klen;
