@@ -436,7 +436,8 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 					cur->retired = 1;
 				break;
 			case HC_BS_ALLOC:
-				if (!hc_owner_alive(c, HC_BS_PAYLOAD(s)) && hc_recover_block(c, t, off, s))
+				if (!hc_owner_alive(c, HC_BS_PAYLOAD(s)) &&
+				    hc_recover_block(c, t, off, s))
 					cur->retired = 1;
 				break;
 			}

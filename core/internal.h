@@ -94,6 +94,7 @@ struct hc_cache {
 
 	int fd;
 	int read_only;
+	int light_fence;   /* registered for membarrier: readers skip the fence */
 	uint64_t id;	   /* unique per hc_open in this process */
 	uint64_t fork_gen; /* hc_fork_gen at open */
 	pid_t pid;
@@ -209,9 +210,30 @@ static inline uint64_t hc_stale_until(uint64_t expiry)
 	return fu == HC_NEVER ? HC_NEVER : fu + hc_stale_decode(HC_EXP_STALE(expiry));
 }
 
+/* Key comparison, eight bytes at a time: keys are short, a libc call costs more. */
 static inline bool hc_key_eq(const struct hc_entry *e, const void *key, size_t klen)
 {
-	return e->klen == klen && memcmp(hc_entry_key(e), key, klen) == 0;
+	if (e->klen != klen)
+		return false;
+	const uint8_t *a = hc_entry_key(e), *b = key;
+	if (klen >= 8) {
+		uint64_t x, y;
+		size_t i = 0;
+		for (; i + 8 <= klen; i += 8) {
+			memcpy(&x, a + i, 8);
+			memcpy(&y, b + i, 8);
+			if (x != y)
+				return false;
+		}
+		/* the last (overlapping) eight bytes */
+		memcpy(&x, a + klen - 8, 8);
+		memcpy(&y, b + klen - 8, 8);
+		return x == y;
+	}
+	for (size_t i = 0; i < klen; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
 }
 
 /* Counters: single writer (the slot owner), relaxed readers. */
@@ -244,16 +266,23 @@ static inline struct hc_thread *hc_thread_get(struct hc_cache *c, int *err)
 
 /*
  * Read-side section.  Entering publishes the global epoch in the thread's
- * slot and then fences (store -> load), so that a reclaimer that does not
- * see the slot's epoch is guaranteed that this thread's later loads see
- * the index without the blocks it is about to free.  Leaving is a release
- * store of 0.  No system call, no lock, no waiting.
+ * slot, then orders that store before the section's loads: a reclaimer
+ * that does not see the slot's epoch must be sure this thread's later
+ * loads see the index without the blocks it is about to free.  When the
+ * process is registered for membarrier(GLOBAL_EXPEDITED) (c->light_fence)
+ * the reclaimer's membarrier() supplies that barrier on our behalf and the
+ * reader needs only a compiler barrier, as in liburcu's urcu-memb flavour;
+ * otherwise a full fence.  Leaving is a release store of 0.  No system
+ * call, no lock, no waiting.
  */
 static inline void hc_read_lock(struct hc_cache *c, struct hc_thread *t)
 {
 	if (t->nesting++ == 0) {
 		CMM_STORE_SHARED(t->ts->epoch, CMM_LOAD_SHARED(c->hdr->epoch));
-		cmm_smp_mb();
+		if (HC_LIKELY(c->light_fence))
+			cmm_barrier();
+		else
+			cmm_smp_mb();
 	}
 }
 static inline void hc_read_unlock(struct hc_thread *t)

@@ -35,6 +35,13 @@
 #define HC_PAGE 4096u
 #define HC_LINE 64u
 
+/*
+ * header.flags: HC_SEG_MEMBARRIER means reclaimers issue
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) in every grace period, so a
+ * registered reader may enter a section with a compiler barrier only.
+ */
+#define HC_SEG_MEMBARRIER 0x100u
+
 /* header.init_state */
 enum { HC_INIT_NONE = 0, HC_INIT_BUSY = 1, HC_INIT_READY = 2 };
 

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <linux/membarrier.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -357,7 +358,16 @@ uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self)
 	uint32_t hwm = CMM_LOAD_SHARED(hdr->slots_hwm);
 	bool stalled = false;
 
-	cmm_smp_mb();
+	if (hdr->flags & HC_SEG_MEMBARRIER) {
+		/* the fence registered readers skipped (internal.h: hc_read_lock) */
+		if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0) {
+			if (self && self->ts)
+				hc_ctr_add(&self->ts->c.misc[HC_MISC_RECLAIM_STALLS], 1);
+			return CMM_LOAD_SHARED(hdr->safe_epoch);
+		}
+	} else {
+		cmm_smp_mb();
+	}
 	for (uint32_t i = 0; i < hwm && i < c->max_threads; i++) {
 		struct hc_tslot *ts = hc_slot_at(c, i);
 		uint64_t v = CMM_LOAD_SHARED(ts->epoch);

@@ -29,6 +29,8 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -284,6 +286,10 @@ static int initialize(struct hc_cache *c, int fd, const struct hc_options *o, mo
 		h->hash_seed = unix_ms() ^ ((uint64_t)c->pid << 40) ^ (uint64_t)(uintptr_t)base;
 	h->epoch = 1;
 	h->safe_epoch = 0;
+	/* readers may skip their fence only if grace periods can use membarrier() */
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0 &&
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
+		h->flags |= HC_SEG_MEMBARRIER;
 	struct hc_class *classes = (struct hc_class *)(base + h->off_classes);
 	h->nclasses = (uint32_t)hc_classes_init(h, classes, h->slab_size,
 						HC_ENTRY_HDR + HC_KEY_MAX + h->max_value);
@@ -473,6 +479,9 @@ int hc_open(const char *name, const struct hc_options *opts, struct hc_cache **o
 		}
 		nap();
 	}
+	if (!c->read_only && (c->hdr->flags & HC_SEG_MEMBARRIER))
+		c->light_fence = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+					 0, 0) == 0;
 	c->stall = calloc(c->max_threads, sizeof(*c->stall));
 	if (!c->stall) {
 		rc = -ENOMEM;
