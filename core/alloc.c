@@ -34,19 +34,32 @@
  *
  * A class grows by claiming free slabs (CAS on the slab table) while the
  * arena has them.  A class with no slab at all when the arena is full
- * steals one: drain_slab() empties a slab of the largest class (claiming
- * every block, evicting what lives there), waits for one grace period so
- * nobody still walks the old geometry, and re-cuts it.  A drain that cannot
- * finish (a writer stalled on one of its blocks) gives everything back.
+ * steals one from the largest class; and every time a class's hand wraps,
+ * it takes a slab from the class whose entries survive longest unread if
+ * they survive more than twice as long as its own (rebalance()), so memory
+ * follows demand instead of staying where the first writes put it.
+ * drain_slab() empties the slab (claiming every block, evicting what
+ * lives there), waits for one grace period so nobody still walks the old
+ * geometry, and re-cuts it.  A drain that cannot finish (a writer stalled
+ * on one of its blocks) gives everything back.
  */
 #include <errno.h>
+#include <sched.h>
 
 #include "internal.h"
 
 /* Passes over a slab before a drain gives up. */
 #define DRAIN_PASSES 64
-/* Range claims per allocation before it reports HC_E_NOSPACE. */
-#define ALLOC_MAX_RANGES 100000
+/* Laps of its class an allocation may sweep before it reports HC_E_NOSPACE. */
+#define ALLOC_MAX_LAPS 2
+/*
+ * Longest an allocation waits for readers to finish their reads: a reader
+ * descheduled on a loaded host can take a while; a stalled one (rcu.c,
+ * STALL_MS) is not waited for at all.
+ */
+#define ALLOC_WAIT_MS 1000
+/* Slabs move between classes at most this often (the first one of a class is exempt). */
+#define MOVE_INTERVAL_NS (100u * 1000000u)
 
 uint64_t hc_classes_init(struct hc_header *hdr, struct hc_class *classes, uint32_t slab_size,
 			 uint32_t max_item)
@@ -159,15 +172,20 @@ static void format_slab(struct hc_cache *c, uint32_t v, uint32_t cls)
 }
 
 /*
- * Wait until every read-side section that began before epoch @e has ended
- * (a few grace periods at most).  Returns false if a stalled reader holds it.
+ * Wait until every read-side section that began before epoch @e has ended.
+ * Returns false if a stalled reader holds it (or ALLOC_WAIT_MS passed).
  */
 static bool wait_readers_past(struct hc_cache *c, struct hc_thread *t, uint64_t e)
 {
-	for (int i = 0; i < 8; i++)
-		if (hc_synchronize(c, t) > e)
+	uint64_t until = hc_now_ms() + ALLOC_WAIT_MS;
+	for (;;) {
+		bool stalled = false;
+		if (hc_synchronize(c, t, &stalled) > e)
 			return true;
-	return false;
+		if (stalled || hc_now_ms() >= until)
+			return false;
+		sched_yield();
+	}
 }
 
 /* Put a slab a dead drainer left DRAINING or FORMATTING back in service. */
@@ -252,8 +270,10 @@ static int64_t drain_slab(struct hc_cache *c, struct hc_thread *t, uint32_t v, u
 	const uint32_t per = c->classes[d].per_slab;
 	bool drained = false;
 	for (int pass = 0; pass < DRAIN_PASSES && !drained; pass++) {
-		uint64_t safe =
-			pass == 0 ? CMM_LOAD_SHARED(c->hdr->safe_epoch) : hc_synchronize(c, t);
+		if (pass)
+			sched_yield(); /* let the writers and readers in the slab finish */
+		uint64_t safe = pass == 0 ? CMM_LOAD_SHARED(c->hdr->safe_epoch)
+					  : hc_synchronize(c, t, NULL);
 		uint32_t mine = 0;
 		hc_read_lock(c, t);
 		for (uint32_t i = 0; i < per; i++) {
@@ -329,12 +349,82 @@ static int64_t steal_slab(struct hc_cache *c, struct hc_thread *t, uint32_t cls)
 	return HC_E_NOSPACE;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Time since class @k's hand last wrapped, or its last lap if longer. */
+static uint64_t class_age(const struct hc_cache *c, uint32_t k, uint64_t now)
+{
+	const struct hc_class *cl = &c->classes[k];
+	uint64_t start = CMM_LOAD_SHARED(cl->lap_start_ns);
+	uint64_t lap = CMM_LOAD_SHARED(cl->lap_ns);
+	uint64_t since = start && now > start ? now - start : 0;
+	return since > lap ? since : lap;
+}
+
+/*
+ * The hand of @cls wrapped: its entries now survive lap_ns unread.  If
+ * another class keeps its entries more than twice as long, memory is worth * less there: move one of its slabs here (memcached's slab automove, by
+ * eviction age).  At most one move per lap and per MOVE_INTERVAL_NS for
+ * the segment, so classes of similar demand do not trade slabs back and
+ * forth; the donor keeps one slab.
+ * Returns the slab moved in, or -1.
+ */
+static int64_t rebalance(struct hc_cache *c, struct hc_thread *t, uint32_t cls)
+{
+	struct hc_class *cl = &c->classes[cls];
+	uint64_t now = now_ns();
+	uint64_t start = CMM_LOAD_SHARED(cl->lap_start_ns);
+	uint64_t lap = start && now > start ? now - start : 0;
+	CMM_STORE_SHARED(cl->lap_start_ns, now);
+	CMM_STORE_SHARED(cl->lap_ns, lap);
+	if (lap == 0)
+		return -1;
+	uint32_t donor = UINT32_MAX;
+	uint64_t oldest = 2 * lap;
+	for (uint32_t k = 0; k < c->nclasses; k++) {
+		if (k == cls || CMM_LOAD_SHARED(c->classes[k].nslabs) < 2)
+			continue;
+		uint64_t age = class_age(c, k, now);
+		if (age > oldest) {
+			oldest = age;
+			donor = k;
+		}
+	}
+	if (donor == UINT32_MAX)
+		return -1;
+	/* one move at a time for the whole segment, and not too often */
+	uint64_t last = CMM_LOAD_SHARED(c->hdr->last_move_ns);
+	if (now - last < MOVE_INTERVAL_NS ||
+	    uatomic_cmpxchg(&c->hdr->last_move_ns, last, now) != last)
+		return -1;
+	uint64_t hand_slab = CMM_LOAD_SHARED(c->classes[donor].hand) >> 32;
+	int64_t v = next_slab(c, donor, hand_slab + 1);
+	if (v < 0)
+		v = next_slab(c, donor, 0);
+	if (v < 0)
+		return -1;
+	int64_t r = drain_slab(c, t, (uint32_t)v, donor, cls);
+	return r >= 0 ? r : -1;
+}
+
 /* Take the next range of the class hand into @cur. */
 static int claim_range(struct hc_cache *c, struct hc_thread *t, uint32_t cls, struct hc_cursor *cur)
 {
 	struct hc_class *cl = &c->classes[cls];
 	const uint32_t per = cl->per_slab;
-	const uint32_t len = per < HC_SWEEP_RANGE ? per : HC_SWEEP_RANGE;
+	/*
+	 * A range a process takes and does not finish (it exits) is only seen
+	 * again on the next lap, while the hand evicts elsewhere: keep ranges
+	 * a small part of a slab.
+	 */
+	uint32_t len = per / 16 < HC_SWEEP_RANGE ? per / 16 : HC_SWEEP_RANGE;
+	if (len == 0)
+		len = 1;
 
 	for (int attempt = 0; attempt < 1000; attempt++) {
 		uint64_t h = CMM_LOAD_SHARED(cl->hand);
@@ -359,8 +449,11 @@ static int claim_range(struct hc_cache *c, struct hc_thread *t, uint32_t cls, st
 		int64_t ns = next_slab(c, cls, s + 1);
 		if (ns < 0)
 			ns = take_free_slab(c, t, cls); /* grow while the arena lasts */
-		if (ns < 0)
-			ns = next_slab(c, cls, 0); /* a new lap */
+		if (ns < 0) {
+			ns = rebalance(c, t, cls); /* a new lap: memory from a colder class? */
+			if (ns < 0)
+				ns = next_slab(c, cls, 0);
+		}
 		if (ns < 0)
 			ns = steal_slab(c, t, cls); /* the class owns no memory at all */
 		if (ns < 0)
@@ -401,7 +494,8 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 	const uint64_t me = HC_BS_MAKE(HC_BS_ALLOC, HC_OWNER(t->slot, t->gen));
 	uint64_t safe = CMM_LOAD_SHARED(c->hdr->safe_epoch);
 	uint64_t now = hc_ms_of(CLOCK_MONOTONIC_COARSE);
-	unsigned ranges = 0;
+	uint64_t swept = 0, wait_until = 0;
+	bool stalled = false; /* a stalled reader: grace periods will not help now */
 
 	for (;;) {
 		uint64_t got = 0;
@@ -409,12 +503,13 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 		while (cur->pos < cur->end) {
 			if (HC_UNLIKELY(CMM_LOAD_SHARED(c->slabtab[cur->slab]) != cur->slabword)) {
 				cur->pos = cur->end; /* the slab is being moved */
-				cur->retired = 0;
+				cur->need = 0;
 				break;
 			}
 			uint64_t off = hc_block_off(c, cur->slab, cls, cur->pos);
 			struct hc_entry *e = hc_entry_at(c, off);
 			uint64_t s = CMM_LOAD_SHARED(e->state);
+			bool retired = false;
 			switch (HC_BS_KIND(s)) {
 			case HC_BS_FREE:
 				if (uatomic_cmpxchg(&e->state, s, me) != s)
@@ -426,20 +521,23 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 					if (uatomic_cmpxchg(&e->state, s, me) != s)
 						continue;
 					got = off;
-					break;
+				} else if (HC_BS_PAYLOAD(s) > cur->need) {
+					cur->need = HC_BS_PAYLOAD(s);
 				}
-				cur->retired = 1;
 				break;
 			case HC_BS_LIVE:
 				/* on the walk after the grace period only reclaim */
-				if (!cur->rewalked && sweep_live(c, t, off, now))
-					cur->retired = 1;
+				retired = !cur->rewalked && sweep_live(c, t, off, now);
 				break;
 			case HC_BS_ALLOC:
-				if (!hc_owner_alive(c, HC_BS_PAYLOAD(s)) &&
-				    hc_recover_block(c, t, off, s))
-					cur->retired = 1;
+				retired = !hc_owner_alive(c, HC_BS_PAYLOAD(s)) &&
+					  hc_recover_block(c, t, off, s);
 				break;
+			}
+			if (retired) {
+				uint64_t r = CMM_LOAD_SHARED(c->hdr->epoch);
+				if (r > cur->need)
+					cur->need = r;
 			}
 			cur->pos++;
 			if (got)
@@ -448,15 +546,32 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 		hc_read_unlock(t);
 		if (got)
 			return got;
-		if (cur->retired && !cur->rewalked) {
-			/* one grace period for the whole range, then reuse what it freed */
-			safe = hc_synchronize(c, t);
+		if (cur->need && !cur->rewalked) {
+			/*
+			 * One grace period frees what this range retired; wait a
+			 * little for readers still inside a read (a preempted one
+			 * needs the CPU back), never for a stalled one.
+			 */
+			if (!stalled)
+				safe = hc_synchronize(c, t, &stalled);
+			else
+				safe = CMM_LOAD_SHARED(c->hdr->safe_epoch);
+			if (!wait_until)
+				wait_until = hc_now_ms() + ALLOC_WAIT_MS;
+			if (safe <= cur->need && !stalled && hc_now_ms() < wait_until) {
+				sched_yield();
+				continue;
+			}
 			cur->pos = cur->start;
 			cur->rewalked = 1;
-			cur->retired = 0;
+			cur->need = 0;
 			continue;
 		}
-		if (++ranges > ALLOC_MAX_RANGES) {
+		/* the class's memory went round twice and nothing could be reused */
+		swept += cur->end - cur->start;
+		uint64_t lap = (uint64_t)CMM_LOAD_SHARED(c->classes[cls].nslabs) *
+			       c->classes[cls].per_slab;
+		if (swept > ALLOC_MAX_LAPS * lap + 2 * HC_SWEEP_RANGE) {
 			*err = HC_E_NOSPACE;
 			return 0;
 		}
@@ -496,7 +611,8 @@ int64_t hc_sweep_expired(struct hc_cache *c, struct hc_thread *t, uint64_t budge
 		if ((kind == HC_SLAB_DRAINING || kind == HC_SLAB_FORMATTING) &&
 		    !hc_owner_alive(c, HC_SLAB_OWNER(w))) {
 			adopt_slab(c, t, k, w);
-			continue;
+			w = CMM_LOAD_SHARED(c->slabtab[k]);
+			kind = HC_SLAB_KIND(w);
 		}
 		if (kind != HC_SLAB_ACTIVE)
 			continue;

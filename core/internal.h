@@ -44,8 +44,8 @@ struct hc_cursor {
 	uint64_t slabword; /* slab table word when the range was taken */
 	uint32_t slab;
 	uint32_t start, pos, end; /* blocks [start, end), next at pos */
-	uint8_t retired;	  /* blocks were retired in this range */
-	uint8_t rewalked;	  /* the range was walked again after a grace period */
+	uint32_t rewalked;	  /* the range was walked again after a grace period */
+	uint64_t need;		  /* safe epoch that would free this range's retired blocks */
 };
 
 /* Per (handle, thread): the thread's slot and its sweep state. */
@@ -89,8 +89,7 @@ struct hc_cache {
 	uint32_t max_threads;
 	uint32_t max_value;
 	uint64_t slot_stride;
-	uint32_t coarse_slack_ms; /* resolution of CLOCK_MONOTONIC_COARSE, rounded up */
-	uint64_t seed;		  /* key-hash seed of the segment */
+	uint64_t seed; /* key-hash seed of the segment */
 
 	int fd;
 	int read_only;
@@ -106,10 +105,10 @@ struct hc_cache {
 
 	pthread_mutex_t lock;	   /* guards threads */
 	struct hc_thread *threads; /* every thread record of this handle */
-	uint8_t *scratch;	   /* read-only scans: copy buffer */
 	struct hc_stall {
-		uint64_t epoch;	     /* epoch a reader was last seen stuck at */
-		uint64_t checked_ms; /* when its process was last checked */
+		uint64_t epoch;	     /* epoch a reader was seen holding a grace period at */
+		uint64_t since_ms;   /* when it was first seen there */
+		uint64_t checked_ms; /* when its process was last checked for life */
 	} * stall;		     /* per thread slot; hints, racy by design */
 };
 
@@ -126,20 +125,6 @@ static inline uint64_t hc_ms_of(clockid_t id)
 static inline uint64_t hc_now_ms(void)
 {
 	return hc_ms_of(CLOCK_MONOTONIC);
-}
-
-/*
- * fresh_until of an entry compared against now.  CLOCK_MONOTONIC_COARSE
- * costs a third of CLOCK_MONOTONIC here; it lags by at most its resolution,
- * so the precise clock is read only when the coarse one is that close to
- * the deadline.  Returns the current time in ms, precise when it mattered.
- */
-static inline uint64_t hc_now_near(const struct hc_cache *c, uint64_t deadline)
-{
-	uint64_t now = hc_ms_of(CLOCK_MONOTONIC_COARSE);
-	if (now + c->coarse_slack_ms >= deadline)
-		now = hc_now_ms();
-	return now;
 }
 
 /* ---- geometry helpers ---- */
@@ -291,7 +276,7 @@ static inline void hc_read_unlock(struct hc_thread *t)
 		__atomic_store_n(&t->ts->epoch, 0, __ATOMIC_RELEASE);
 }
 
-uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self);
+uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self, bool *stalled);
 void hc_thread_release(struct hc_cache *c, struct hc_thread *t);
 void hc_threads_close(struct hc_cache *c);
 bool hc_owner_alive(struct hc_cache *c, uint64_t alloc_payload);

@@ -198,7 +198,9 @@ struct hc_tslot {
 /*
  * Per size class: the CLOCK hand, shared by every allocating thread.  hand
  * is [slab:32][block:32], the next position not yet handed to a sweeper;
- * threads take ranges of it with CAS.
+ * threads take ranges of it with CAS.  The lap times say how long an entry
+ * of the class survives unread: slabs move towards classes whose laps are
+ * short (alloc.c, rebalance()).
  */
 struct hc_class {
 	uint64_t hand;	     /* any, CAS */
@@ -206,7 +208,9 @@ struct hc_class {
 	uint32_t per_slab;   /* blocks per slab; set at creation */
 	uint32_t nslabs;     /* slabs assigned; any, atomic add */
 	uint32_t reserved;
-	uint8_t pad[HC_LINE - 24];
+	uint64_t lap_start_ns; /* CLOCK_MONOTONIC when the hand last wrapped; any */
+	uint64_t lap_ns;       /* duration of the last full lap (0: none yet); any */
+	uint8_t pad[HC_LINE - 40];
 };
 
 /*
@@ -261,11 +265,12 @@ struct hc_header {
 	uint64_t safe_epoch;
 	uint8_t pad3[HC_LINE - 8];
 	/* line 5: allocation hints; any, relaxed */
-	uint32_t slots_hwm;  /* 1 + highest thread slot ever claimed */
-	uint32_t slab_hint;  /* where to look for a free slab */
-	uint64_t totals_seq; /* odd while a slot's counters are being folded */
-	uint64_t maint_hand; /* next slab for hc_maintain's expiry walk */
-	uint8_t pad4[HC_LINE - 24];
+	uint32_t slots_hwm;    /* 1 + highest thread slot ever claimed */
+	uint32_t slab_hint;    /* where to look for a free slab */
+	uint64_t totals_seq;   /* odd while a slot's counters are being folded */
+	uint64_t maint_hand;   /* next slab for hc_maintain's expiry walk */
+	uint64_t last_move_ns; /* when a slab last moved between classes */
+	uint8_t pad4[HC_LINE - 32];
 	/* line 6: agent heartbeat (written by hostcache-agent) */
 	uint64_t agent_heartbeat_ms; /* CLOCK_MONOTONIC ms; 0 = no agent */
 	int32_t agent_pid;

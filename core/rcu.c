@@ -19,13 +19,12 @@
  *     reclaimer saw quiescent loads the index only after the unlink.  Every
  *     block retired with an epoch below that minimum is therefore free.
  *     The result is published in hdr->safe_epoch for all sweepers.
- *
- * Nothing waits on a dead process: a slot that holds back the grace
- * period for more than a short spin is checked with kill(pid, 0) and the
- * process start time from /proc (pid reuse), and reaped if its process is
- * gone.  A live reader that stays inside a section (a stopped process, or
- * one that holds an hc_view) only limits what can be freed: the grace
- * period is cut short and counted as a stall, it never blocks.
+ * * Nothing waits on a dead process: a slot that holds back a grace period
+ * is checked with kill(pid, 0) and the process start time from /proc (pid
+ * reuse), and reaped if its process is gone.  A live
+ * reader that stays inside a section (a stopped process, or one that holds
+ * an hc_view) only limits what can be freed: it is reported as a stall,
+ * and allocations stop waiting for it (alloc.c).
  *
  * The slot's counters are folded into the segment's totals when the slot
  * is released or reaped, so no count is lost when a process exits or dies.
@@ -334,35 +333,41 @@ void hc_threads_close(struct hc_cache *c)
 	pthread_mutex_unlock(&registry_lock);
 }
 
-/* How long a grace period waits for a reader before it checks on it. */
-#define SPIN_BEFORE_YIELD 256
-#define YIELDS_BEFORE_CHECK 16
+/* A reader holding a grace period back this long counts as stalled. */
+#define STALL_MS 1000
+/* How often a stalled reader's process is checked for life. */
 #define STALL_RECHECK_MS 10
+/* Brief spin for a reader that is just finishing its read. */
+#define SPIN 256
 
 /*
  * hc_synchronize - advance the epoch and compute the oldest epoch still
  * held by a reader.  Blocks retired with an epoch below the result are
  * free.  Called outside the caller's own read-side sections (a view the
  * caller holds counts like any other reader's section).
- *
- * Waits only briefly for readers in a section (a read is ~100 ns; a
- * preempted reader gets a few yields); a reader that still holds the
- * period back is checked for life and reaped if dead, or recorded as a
- * stall.  Never blocks indefinitely.  Returns the new safe epoch.
+ * * Never waits for long: a reader in a section gets a spin of a microsecond
+ * or two to leave it.  If it is still there its process is checked for
+ * life (at most every STALL_RECHECK_MS per slot) and reaped if it is dead,
+ * so a killed reader holds reclamation back for milliseconds.  One that
+ * holds the same epoch for STALL_MS is stalled (a stopped process, a held
+ * view): *@stalled is set so callers stop waiting for it.  Returns the new
+ * safe epoch.
  */
-uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self)
+uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self, bool *stalled)
 {
 	struct hc_header *hdr = c->hdr;
 	uint64_t e = uatomic_add_return(&hdr->epoch, 1);
 	uint64_t min = e;
 	uint32_t hwm = CMM_LOAD_SHARED(hdr->slots_hwm);
-	bool stalled = false;
+	bool any_stall = false;
 
 	if (hdr->flags & HC_SEG_MEMBARRIER) {
 		/* the fence registered readers skipped (internal.h: hc_read_lock) */
 		if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0) {
 			if (self && self->ts)
 				hc_ctr_add(&self->ts->c.misc[HC_MISC_RECLAIM_STALLS], 1);
+			if (stalled)
+				*stalled = true;
 			return CMM_LOAD_SHARED(hdr->safe_epoch);
 		}
 	} else {
@@ -372,46 +377,39 @@ uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self)
 		struct hc_tslot *ts = hc_slot_at(c, i);
 		uint64_t v = CMM_LOAD_SHARED(ts->epoch);
 		if (v == 0 || v >= e)
-			continue;
-		/*
-		 * A reader entered before the advance: give it a moment to leave,
-		 * unless it was already seen stuck at this epoch (a stopped
-		 * process); then only check now and then whether it died.
-		 */
-		struct hc_stall *st = &c->stall[i];
-		uint64_t now_v = v;
-		if (st->epoch != v) {
-			for (int spin = 0; spin < SPIN_BEFORE_YIELD * YIELDS_BEFORE_CHECK; spin++) {
-				if (spin % SPIN_BEFORE_YIELD == SPIN_BEFORE_YIELD - 1)
-					sched_yield();
-				else
-					caa_cpu_relax();
-				now_v = CMM_LOAD_SHARED(ts->epoch);
-				if (now_v != v)
-					break;
-			}
-		}
+			continue; /* a reader known to sit at this epoch gets no spin */
+		for (int spin = 0;
+		     spin < SPIN && c->stall[i].epoch != v && v == CMM_LOAD_SHARED(ts->epoch);
+		     spin++)
+			caa_cpu_relax();
+		uint64_t now_v = CMM_LOAD_SHARED(ts->epoch);
 		if (now_v == 0 || now_v >= e)
-			continue;
-		if (now_v == v) {
-			uint64_t now_ms = hc_now_ms();
-			if (st->epoch != v || now_ms - st->checked_ms >= STALL_RECHECK_MS) {
-				st->epoch = v;
-				st->checked_ms = now_ms;
-				uint64_t w = CMM_LOAD_SHARED(ts->owner);
-				if (HC_TS_PID(w) != c->pid && hc_reap_slot(c, i, w) == 1)
-					continue;
-			}
+			continue; /* still inside: is its process alive?  (at most every few ms per slot) */
+		struct hc_stall *st = &c->stall[i];
+		uint64_t now_ms = hc_now_ms();
+		if (st->epoch != now_v) {
+			st->epoch = now_v;
+			st->since_ms = now_ms;
+			st->checked_ms = 0;
 		}
+		if (now_ms - st->checked_ms >= STALL_RECHECK_MS) {
+			st->checked_ms = now_ms;
+			uint64_t w = CMM_LOAD_SHARED(ts->owner);
+			if (HC_TS_PID(w) != c->pid && hc_reap_slot(c, i, w) == 1)
+				continue;
+		}
+		if (now_ms - st->since_ms >= STALL_MS)
+			any_stall = true;
 		if (now_v < min)
 			min = now_v;
-		stalled = true;
 	}
 	if (self && self->ts) {
 		hc_ctr_add(&self->ts->c.misc[HC_MISC_RECLAIM_WAITS], 1);
-		if (stalled)
+		if (any_stall)
 			hc_ctr_add(&self->ts->c.misc[HC_MISC_RECLAIM_STALLS], 1);
 	}
+	if (stalled)
+		*stalled = any_stall;
 	uint64_t safe;
 	while ((safe = CMM_LOAD_SHARED(hdr->safe_epoch)) < min)
 		if (uatomic_cmpxchg(&hdr->safe_epoch, safe, min) == safe)

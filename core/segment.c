@@ -37,7 +37,7 @@
 
 #define DEFAULT_SIZE (UINT64_C(64) << 20)
 #define DEFAULT_THREADS 128u
-#define DEFAULT_BYTES_PER_SLOT 128u
+#define DEFAULT_BYTES_PER_SLOT 96u
 #define MAX_VALUE_LIMIT (64u << 20)
 #define MIN_SLAB (64u << 10)
 
@@ -427,9 +427,6 @@ int hc_open(const char *name, const struct hc_options *opts, struct hc_cache **o
 	c->fork_gen = hc_fork_gen;
 	c->id = uatomic_add_return(&next_handle_id, 1);
 	pthread_mutex_init(&c->lock, NULL);
-	struct timespec res;
-	clock_getres(CLOCK_MONOTONIC_COARSE, &res);
-	c->coarse_slack_ms = (uint32_t)(res.tv_nsec / 1000000 + 1 + res.tv_sec * 1000);
 
 	const mode_t mode = (flags & HC_GROUP) ? 0660 : 0600;
 	const uint64_t timeout = opts->open_timeout_ms ? opts->open_timeout_ms : 5000;
@@ -511,7 +508,6 @@ void hc_close(struct hc_cache *c)
 		close(c->fd);
 	pthread_mutex_destroy(&c->lock);
 	free(c->stall);
-	free(c->scratch);
 	free(c);
 }
 
@@ -568,6 +564,6 @@ int64_t hc_maintain(struct hc_cache *c, uint64_t budget)
 	if (!t)
 		return rc;
 	hc_readers(c, 1, NULL, NULL);
-	hc_synchronize(c, t);
+	hc_synchronize(c, t, NULL);
 	return hc_sweep_expired(c, t, budget);
 }

@@ -93,7 +93,7 @@ struct hc_options {
 	uint32_t flags;		  /* HC_CREATE | HC_EXCL | HC_RDONLY | HC_GROUP */
 	uint32_t max_threads;	  /* thread slots (readers); 0 = 256 */
 	uint32_t max_value;	  /* largest value bytes; 0 = 1 MiB */
-	uint32_t bytes_per_slot;  /* arena bytes per index slot; 0 = 128 */
+	uint32_t bytes_per_slot;  /* arena bytes per index slot; 0 = 96 */
 	uint32_t open_timeout_ms; /* wait for a concurrent creator; 0 = 5000 */
 	uint32_t reserved0;
 	/* Optional log callback; the library never prints on its own. */
@@ -191,7 +191,7 @@ enum hc_layer { HC_LAYER_L1 = 0, HC_LAYER_L2 = 1, HC_LAYER_ORIGIN = 2, HC_LAYER_
 
 /* Metadata of an entry as seen at read time. */
 struct hc_meta {
-	uint64_t etag;	       /* content hash of the value, computed at set */
+	uint64_t etag;	       /* 48-bit content hash of the value, computed at set */
 	int64_t ttl_left_ms;   /* ms until stale (< 0: stale by that much);
 				   INT64_MAX when the entry never expires */
 	int64_t stale_left_ms; /* ms until unservable (fresh_until + stale) */
@@ -257,13 +257,14 @@ struct hc_item {
 	struct hc_meta meta;
 };
 
-/*
- * hc_scan - visit live entries (expired ones included, meta tells) without
- * blocking writers: the index is walked bucket by bucket and no read-side
- * section spans more than one bucket.  Entries written during the scan may
+/* * hc_scan - visit live entries (expired ones included, meta tells) without
+ * blocking writers: the index is walked bucket by bucket, each bucket's
+ * entries are copied out in one short read-side section, and @fn runs on
+ * the copies outside it, so @fn may block (write to a pipe, say) without
+ * holding back memory reclamation.  Entries written during the scan may
  * or may not be seen.  @fn returns 0 to go on or non-zero to stop (that
- * value is then returned).  On a read-only handle entries are copied and
- * verified against their content hash instead of being pinned.
+ * value is then returned).  On a read-only handle each copy is verified
+ * against the entry's content hash (a block reused meanwhile is skipped).
  * Returns 0 when the walk completed, @fn's non-zero value, or an error.
  */
 int hc_scan(struct hc_cache *c, int (*fn)(void *ctx, const struct hc_item *it), void *ctx);

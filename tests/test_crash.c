@@ -48,9 +48,8 @@ static size_t value_len(uint64_t r)
 static void note_latency(uint64_t ns)
 {
 	uint64_t cur = __atomic_load_n(&sh->max_op_ns, __ATOMIC_RELAXED);
-	while (ns > cur &&
-	       !__atomic_compare_exchange_n(&sh->max_op_ns, &cur, ns, 0, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED))
+	while (ns > cur && !__atomic_compare_exchange_n(&sh->max_op_ns, &cur, ns, 0,
+							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 }
 
@@ -127,7 +126,9 @@ int main(int argc, char **argv)
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	REQUIRE(sh != MAP_FAILED);
 	seg = tu_name("crash");
-	struct hc_options o = {.flags = HC_CREATE | HC_EXCL, .size = 6u << 20, .max_value = 8192,
+	struct hc_options o = {.flags = HC_CREATE | HC_EXCL,
+			       .size = 6u << 20,
+			       .max_value = 8192,
 			       .max_threads = 48};
 	struct hc_cache *c;
 	REQUIRE(hc_open(seg, &o, &c) == 0);
@@ -138,7 +139,8 @@ int main(int argc, char **argv)
 
 	uint64_t rng = 12345, kills = 0, windows = 0, still_windows = 0;
 	uint64_t end = tu_now_ns() + (uint64_t)seconds * 1000000000u;
-	uint64_t window_start = tu_now_ns(), window_ops = __atomic_load_n(&sh->ops, __ATOMIC_RELAXED);
+	uint64_t window_start = tu_now_ns(),
+		 window_ops = __atomic_load_n(&sh->ops, __ATOMIC_RELAXED);
 	while (tu_now_ns() < end) {
 		tu_sleep_ms(3 + (unsigned)(tu_rand(&rng) % 13));
 		int i = (int)(tu_rand(&rng) % NWORKERS);
@@ -165,7 +167,8 @@ int main(int argc, char **argv)
 
 	struct hc_stats s0;
 	CHECK_RC(hc_stats(c, &s0), 0);
-	printf("crash: %u s, %llu kills, %llu ops, longest op %.2f ms, %llu of %llu windows without "
+	printf("crash: %u s, %llu kills, %llu ops, longest op %.2f ms, %llu of %llu windows "
+	       "without "
 	       "progress, %llu slots reaped, %llu blocks recovered, %llu slab moves\n",
 	       seconds, (unsigned long long)kills, (unsigned long long)sh->ops, sh->max_op_ns / 1e6,
 	       (unsigned long long)still_windows, (unsigned long long)windows,

@@ -30,8 +30,8 @@
 struct shared {
 	volatile int go;
 	volatile int stop;
-	uint64_t bad_values;   /* torn or wrong values seen */
-	uint64_t errors;       /* unexpected return codes */
+	uint64_t bad_values; /* torn or wrong values seen */
+	uint64_t errors;     /* unexpected return codes */
 	uint64_t reads, hits, writes;
 	uint32_t last_version[NKEYS]; /* phase 1: owner's last stored version; 0 = deleted */
 	uint8_t touched[NKEYS];
@@ -80,7 +80,8 @@ static void *worker(void *arg)
 		int kl = snprintf(key, sizeof(key), "mp:%u", k);
 		if (a->role == 0) {
 			/* phase 1: a key belongs to one writer thread */
-			if (!pressure && k % (WRITERS * THREADS) != (uint32_t)(a->proc * THREADS + a->thread))
+			if (!pressure &&
+			    k % (WRITERS * THREADS) != (uint32_t)(a->proc * THREADS + a->thread))
 				continue;
 			if (tu_rand(&rng) % 10 == 0) {
 				int rc = hc_del(a->c, key, (size_t)kl);
@@ -111,7 +112,8 @@ static void *worker(void *arg)
 				rc = hc_view_get(a->c, key, (size_t)kl, &v);
 				if (rc == 0) {
 					if (tu_check_value(v.data, v.len, k) != 0)
-						__atomic_add_fetch(&sh->bad_values, 1, __ATOMIC_RELAXED);
+						__atomic_add_fetch(&sh->bad_values, 1,
+								   __ATOMIC_RELAXED);
 					hc_view_release(a->c, &v);
 				}
 			} else {

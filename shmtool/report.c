@@ -1,0 +1,503 @@
+/*
+ * report.c - the shmtool commands that look at a segment without changing
+ * its entries: info, stats, check and readers.  All attach read-only
+ * (HC_RDONLY), so they work on a segment another user's workers write
+ * (given group access) and cannot disturb it; only "readers --reap"
+ * attaches read-write.
+ *
+ * info and stats print text for people and, with --json, one JSON object
+ * for programs.  The JSON shapes are an interface: each object carries
+ * "version": 1, and within a version fields are only ever added, never
+ * renamed, removed or retyped.  Every number is an integer; strings are
+ * ASCII, with bytes outside printable ASCII written as \u00XX (the byte's
+ * value), since entity names come from binary keys and need not be UTF-8.
+ *
+ *   info:  {version, name, abi_version, layout_hash, size, uid, gid,
+ *           mode ("0600"), creator_pid, created_unix_ms, max_threads,
+ *           max_value, slab_size, slabs_total, nclasses, index_buckets,
+ *           bucket_slots, index_bytes, arena_bytes, meta_bytes}
+ *   stats: {version, name,
+ *           segment: {size, arena_size, slab_size, slabs_total, slabs_used,
+ *                     index_slots, threads_active, created_unix_ms},
+ *           items, bytes,
+ *           layers: {l1: C, l2: C, origin: C},
+ *           classes: [{class, block_size, slabs, items, bytes}]
+ *                    (only classes that have slabs or items),
+ *           entities: [{name, layers: {l1: C, l2: C, origin: C}}]
+ *                    (name "" for keys without an "entity:" prefix),
+ *           reclamation: {epoch, safe_epoch, reclaim_waits, reclaim_stalls,
+ *                         slots_reaped, blocks_recovered, slab_moves,
+ *                         index_evictions}}
+ *   where C = {hits, misses, sets, deletes, evictions, expirations,
+ *              stale_hits, negative_hits, errors, set_fails}.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shmtool.h"
+
+/* ---- a small JSON writer: indentation and commas handled in one place ---- */
+
+struct json {
+	FILE *f;
+	int depth;
+	bool need_comma; /* a value was written at this level */
+};
+
+static void json_string(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+/* Start a member (@key) or an array element (@key NULL). */
+static void json_member(struct json *j, const char *key)
+{
+	if (j->need_comma)
+		fputc(',', j->f);
+	if (j->depth > 0)
+		fprintf(j->f, "\n%*s", 2 * j->depth, "");
+	if (key) {
+		json_string(j->f, key, strlen(key));
+		fputs(": ", j->f);
+	}
+	j->need_comma = true;
+}
+
+static void json_open(struct json *j, const char *key, char brace)
+{
+	json_member(j, key);
+	fputc(brace, j->f);
+	j->depth++;
+	j->need_comma = false;
+}
+
+static void json_close(struct json *j, char brace)
+{
+	j->depth--;
+	if (j->need_comma) /* not empty: the closing brace on its own line */
+		fprintf(j->f, "\n%*s", 2 * j->depth, "");
+	fputc(brace, j->f);
+	j->need_comma = true;
+	if (j->depth == 0)
+		fputc('\n', j->f);
+}
+
+static void json_u64(struct json *j, const char *key, uint64_t v)
+{
+	json_member(j, key);
+	fprintf(j->f, "%" PRIu64, v);
+}
+
+static void json_i64(struct json *j, const char *key, int64_t v)
+{
+	json_member(j, key);
+	fprintf(j->f, "%" PRId64, v);
+}
+
+static void json_str(struct json *j, const char *key, const char *s)
+{
+	json_member(j, key);
+	json_string(j->f, s, strlen(s));
+}
+
+/* ---- shared ---- */
+
+static const char *const layer_names[HC_LAYER_COUNT] = {"l1", "l2", "origin"};
+
+/* struct hc_counters, by name, in declaration order. */
+static const struct {
+	const char *name;
+	const char *head; /* column heading in text output */
+	size_t off;
+} counter_fields[] = {
+#define F(n, h)                                        \
+	{                                              \
+#n, h, offsetof(struct hc_counters, n) \
+	}
+	F(hits, "hits"),	   F(misses, "misses"),		 F(sets, "sets"),
+	F(deletes, "deletes"),	   F(evictions, "evicted"),	 F(expirations, "expired"),
+	F(stale_hits, "stale"),	   F(negative_hits, "negative"), F(errors, "errors"),
+	F(set_fails, "set_fails"),
+#undef F
+};
+#define NCOUNTERS (sizeof(counter_fields) / sizeof(counter_fields[0]))
+
+static uint64_t counter(const struct hc_counters *c, size_t k)
+{
+	uint64_t v;
+	memcpy(&v, (const char *)c + counter_fields[k].off, sizeof(v));
+	return v;
+}
+
+static bool counters_zero(const struct hc_counters *c)
+{
+	for (size_t k = 0; k < NCOUNTERS; k++)
+		if (counter(c, k))
+			return false;
+	return true;
+}
+
+/*
+ * The common start of every read-only command: options, name, attach.
+ * *c stays NULL when the command is done already (-h) or failed.
+ */
+static int open_report(struct tool *t, int argc, char **argv, const struct option *longopts,
+		       bool *json, struct hc_cache **c)
+{
+	int ch, rc;
+	*c = NULL;
+	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, &rc)) != -1) {
+		if (ch == SHM_OPT_EXIT)
+			return rc;
+		if (ch == 'j')
+			*json = true;
+	}
+	if ((rc = shm_positional(t, argc, argv, 0, 0, "")) || (rc = shm_need_name(t)))
+		return rc;
+	return shm_open_cache(t, &(struct hc_options){.flags = HC_RDONLY}, c);
+}
+
+static const struct option json_longopts[] = {
+	{"json", no_argument, NULL, 'j'},
+	SHM_COMMON_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+/* ---- info ---- */
+
+static void info_json(const struct hc_info *in)
+{
+	struct json j = {.f = stdout};
+	char mode[8];
+	snprintf(mode, sizeof(mode), "%04o", in->mode);
+	json_open(&j, NULL, '{');
+	json_u64(&j, "version", 1);
+	json_str(&j, "name", in->name);
+	json_u64(&j, "abi_version", in->abi_version);
+	json_u64(&j, "layout_hash", in->layout_hash);
+	json_u64(&j, "size", in->size);
+	json_u64(&j, "uid", in->uid);
+	json_u64(&j, "gid", in->gid);
+	json_str(&j, "mode", mode);
+	json_i64(&j, "creator_pid", in->creator_pid);
+	json_u64(&j, "created_unix_ms", in->created_unix_ms);
+	json_u64(&j, "max_threads", in->max_threads);
+	json_u64(&j, "max_value", in->max_value);
+	json_u64(&j, "slab_size", in->slab_size);
+	json_u64(&j, "slabs_total", in->slabs_total);
+	json_u64(&j, "nclasses", in->nclasses);
+	json_u64(&j, "index_buckets", in->index_buckets);
+	json_u64(&j, "bucket_slots", in->bucket_slots);
+	json_u64(&j, "index_bytes", in->index_bytes);
+	json_u64(&j, "arena_bytes", in->arena_bytes);
+	json_u64(&j, "meta_bytes", in->meta_bytes);
+	json_close(&j, '}');
+}
+
+static void info_text(const struct hc_info *in)
+{
+	char a[32], b[32], when[48];
+	printf("segment       %s (/dev/shm/hostcache.%s)\n", in->name, in->name);
+	printf("abi version   %" PRIu32 " (layout %08" PRIx32 ")\n", in->abi_version,
+	       in->layout_hash);
+	printf("size          %s (%" PRIu64 " bytes)\n", shm_human_bytes(a, sizeof(a), in->size),
+	       in->size);
+	printf("  index       %s: %" PRIu32 " buckets of %" PRIu32 " slots (%" PRIu64 " entries)\n",
+	       shm_human_bytes(a, sizeof(a), in->index_bytes), in->index_buckets, in->bucket_slots,
+	       (uint64_t)in->index_buckets * in->bucket_slots);
+	printf("  arena       %s: %" PRIu32 " slabs of %s\n",
+	       shm_human_bytes(a, sizeof(a), in->arena_bytes), in->slabs_total,
+	       shm_human_bytes(b, sizeof(b), in->slab_size));
+	printf("  metadata    %s (header, thread slots, slab table)\n",
+	       shm_human_bytes(a, sizeof(a), in->meta_bytes));
+	printf("size classes  %" PRIu32 "\n", in->nclasses);
+	printf("max value     %s (%" PRIu32 " bytes)\n",
+	       shm_human_bytes(a, sizeof(a), in->max_value), in->max_value);
+	printf("thread slots  %" PRIu32 "\n", in->max_threads);
+	printf("owner         uid %" PRIu32 ", gid %" PRIu32 ", mode %04" PRIo32 "\n", in->uid,
+	       in->gid, in->mode);
+	printf("created       %s by pid %" PRId32 "\n",
+	       shm_iso_time(when, sizeof(when), in->created_unix_ms), in->creator_pid);
+}
+
+int shm_cmd_info(struct tool *t, int argc, char **argv)
+{
+	struct hc_cache *c;
+	bool json = false;
+	int rc = open_report(t, argc, argv, json_longopts, &json, &c);
+	if (!c)
+		return rc;
+	struct hc_info in;
+	rc = hc_info(c, &in);
+	hc_close(c);
+	if (rc < 0)
+		return shm_fail(rc, "info of '%s'", t->name);
+	if (json)
+		info_json(&in);
+	else
+		info_text(&in);
+	return SHM_EXIT_OK;
+}
+
+/* ---- stats ---- */
+
+static bool class_shown(const struct hc_class_stats *cs)
+{
+	return cs->slabs || cs->items;
+}
+
+static void counters_json(struct json *j, const char *key, const struct hc_counters *c)
+{
+	json_open(j, key, '{');
+	for (size_t k = 0; k < NCOUNTERS; k++)
+		json_u64(j, counter_fields[k].name, counter(c, k));
+	json_close(j, '}');
+}
+
+static void layers_json(struct json *j, const struct hc_counters *layer)
+{
+	json_open(j, "layers", '{');
+	for (int l = 0; l < HC_LAYER_COUNT; l++)
+		counters_json(j, layer_names[l], &layer[l]);
+	json_close(j, '}');
+}
+
+static void stats_json(const char *name, const struct hc_stats *s)
+{
+	struct json j = {.f = stdout};
+	json_open(&j, NULL, '{');
+	json_u64(&j, "version", 1);
+	json_str(&j, "name", name);
+
+	json_open(&j, "segment", '{');
+	json_u64(&j, "size", s->segment_size);
+	json_u64(&j, "arena_size", s->arena_size);
+	json_u64(&j, "slab_size", s->slab_size);
+	json_u64(&j, "slabs_total", s->slabs_total);
+	json_u64(&j, "slabs_used", s->slabs_used);
+	json_u64(&j, "index_slots", s->index_slots);
+	json_u64(&j, "threads_active", s->threads_active);
+	json_u64(&j, "created_unix_ms", s->created_unix_ms);
+	json_close(&j, '}');
+
+	json_u64(&j, "items", s->items);
+	json_u64(&j, "bytes", s->bytes);
+	layers_json(&j, s->layer);
+
+	json_open(&j, "classes", '[');
+	for (uint32_t k = 0; k < s->nclasses && k < HC_MAX_CLASSES; k++) {
+		const struct hc_class_stats *cs = &s->cls[k];
+		if (!class_shown(cs))
+			continue;
+		json_open(&j, NULL, '{');
+		json_u64(&j, "class", k);
+		json_u64(&j, "block_size", cs->block_size);
+		json_u64(&j, "slabs", cs->slabs);
+		json_u64(&j, "items", cs->items);
+		json_u64(&j, "bytes", cs->bytes);
+		json_close(&j, '}');
+	}
+	json_close(&j, ']');
+
+	json_open(&j, "entities", '[');
+	for (uint32_t e = 0; e < s->nentities && e < HC_MAX_ENTITIES; e++) {
+		const struct hc_entity_stats *es = &s->entity[e];
+		json_open(&j, NULL, '{');
+		json_member(&j, "name");
+		json_string(j.f, es->name, strnlen(es->name, sizeof(es->name)));
+		layers_json(&j, es->layer);
+		json_close(&j, '}');
+	}
+	json_close(&j, ']');
+
+	json_open(&j, "reclamation", '{');
+	json_u64(&j, "epoch", s->epoch);
+	json_u64(&j, "safe_epoch", s->safe_epoch);
+	json_u64(&j, "reclaim_waits", s->reclaim_waits);
+	json_u64(&j, "reclaim_stalls", s->reclaim_stalls);
+	json_u64(&j, "slots_reaped", s->slots_reaped);
+	json_u64(&j, "blocks_recovered", s->blocks_recovered);
+	json_u64(&j, "slab_moves", s->slab_moves);
+	json_u64(&j, "index_evictions", s->index_evictions);
+	json_close(&j, '}');
+	json_close(&j, '}');
+}
+
+static void counters_head(const char *first)
+{
+	printf("%-16s %-6s", first, "layer");
+	for (size_t k = 0; k < NCOUNTERS; k++)
+		printf(" %10s", counter_fields[k].head);
+	putchar('\n');
+}
+
+static void counters_row(const char *first, int layer, const struct hc_counters *c)
+{
+	printf("%-16s %-6s", first, layer_names[layer]);
+	for (size_t k = 0; k < NCOUNTERS; k++)
+		printf(" %10" PRIu64, counter(c, k));
+	putchar('\n');
+}
+
+static void stats_text(const char *name, const struct hc_stats *s)
+{
+	char a[32], b[32], when[48];
+	printf("segment      %s: %s, created %s\n", name,
+	       shm_human_bytes(a, sizeof(a), s->segment_size),
+	       shm_iso_time(when, sizeof(when), s->created_unix_ms));
+	printf("arena        %s in %" PRIu32 " slabs of %s, %" PRIu32 " in use\n",
+	       shm_human_bytes(a, sizeof(a), s->arena_size), s->slabs_total,
+	       shm_human_bytes(b, sizeof(b), s->slab_size), s->slabs_used);
+	printf("index        %" PRIu64 " slots, %.1f%% used\n", s->index_slots,
+	       s->index_slots ? 100.0 * (double)s->items / (double)s->index_slots : 0.0);
+	printf("items        %" PRIu64 " (%s of keys and values)\n", s->items,
+	       shm_human_bytes(a, sizeof(a), s->bytes));
+	printf("threads      %" PRIu32 " thread slots in use\n", s->threads_active);
+
+	printf("\n");
+	counters_head("counters");
+	for (int l = 0; l < HC_LAYER_COUNT; l++)
+		counters_row("all entities", l, &s->layer[l]);
+
+	printf("\nmemory by size class\n%5s %10s %6s %12s %12s\n", "class", "block", "slabs",
+	       "items", "bytes");
+	for (uint32_t k = 0; k < s->nclasses && k < HC_MAX_CLASSES; k++) {
+		const struct hc_class_stats *cs = &s->cls[k];
+		if (class_shown(cs))
+			printf("%5" PRIu32 " %10" PRIu32 " %6" PRIu32 " %12" PRIu64 " %12" PRIu64
+			       "\n",
+			       k, cs->block_size, cs->slabs, cs->items, cs->bytes);
+	}
+
+	/* one row per layer the entity used; an idle entity still gets its l1 row */
+	printf("\n");
+	counters_head("entity");
+	for (uint32_t e = 0; e < s->nentities && e < HC_MAX_ENTITIES; e++) {
+		const struct hc_entity_stats *es = &s->entity[e];
+		char shown[24];
+		size_t n = strnlen(es->name, sizeof(es->name));
+		if (n)
+			shm_escape(shown, sizeof(shown), es->name, n);
+		else
+			snprintf(shown, sizeof(shown), "(no prefix)");
+		for (int l = 0; l < HC_LAYER_COUNT; l++)
+			if (l == HC_LAYER_L1 || !counters_zero(&es->layer[l]))
+				counters_row(shown, l, &es->layer[l]);
+	}
+
+	printf("\nreclamation\n");
+	printf("  epoch              %" PRIu64 " (safe %" PRIu64 ")\n", s->epoch, s->safe_epoch);
+	printf("  grace waits        %" PRIu64 "\n", s->reclaim_waits);
+	printf("  stalled readers    %" PRIu64 "\n", s->reclaim_stalls);
+	printf("  slots reaped       %" PRIu64 "\n", s->slots_reaped);
+	printf("  blocks recovered   %" PRIu64 "\n", s->blocks_recovered);
+	printf("  slab moves         %" PRIu64 "\n", s->slab_moves);
+	printf("  index evictions    %" PRIu64 "\n", s->index_evictions);
+}
+
+int shm_cmd_stats(struct tool *t, int argc, char **argv)
+{
+	struct hc_cache *c;
+	bool json = false;
+	int rc = open_report(t, argc, argv, json_longopts, &json, &c);
+	if (!c)
+		return rc;
+	/* about 70 KiB: too much for the stack of a small tool's habits */
+	struct hc_stats *s = malloc(sizeof(*s));
+	rc = s ? hc_stats(c, s) : -ENOMEM;
+	hc_close(c);
+	if (rc < 0) {
+		free(s);
+		return shm_fail(rc, "stats of '%s'", t->name);
+	}
+	if (json)
+		stats_json(t->name, s);
+	else
+		stats_text(t->name, s);
+	free(s);
+	return SHM_EXIT_OK;
+}
+
+/* ---- check ---- */
+
+static void print_finding(void *ctx, int severity, const char *msg)
+{
+	(void)ctx;
+	printf("%s: %s\n", severity == HC_CHECK_ERROR ? "ERROR" : "WARN", msg);
+}
+
+int shm_cmd_check(struct tool *t, int argc, char **argv)
+{
+	static const struct option longopts[] = {SHM_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+	struct hc_cache *c;
+	bool unused = false;
+	int rc = open_report(t, argc, argv, longopts, &unused, &c);
+	if (!c)
+		return rc;
+	struct hc_check_result res = {0};
+	rc = hc_check(c, print_finding, NULL, &res);
+	hc_close(c);
+	if (rc < 0)
+		return shm_fail(rc, "check of '%s'", t->name);
+	printf("check: %" PRIu64 " errors, %" PRIu64 " warnings; %" PRIu64 " entries, %" PRIu64
+	       " blocks (%" PRIu64 " free, %" PRIu64 " allocated, %" PRIu64 " live, %" PRIu64
+	       " retired)\n",
+	       res.errors, res.warnings, res.entries, res.blocks, res.blocks_free, res.blocks_alloc,
+	       res.blocks_live, res.blocks_retired);
+	return res.errors > 0 ? SHM_EXIT_FAIL : SHM_EXIT_OK;
+}
+
+/* ---- readers ---- */
+
+static void print_reader(void *ctx, const struct hc_reader *r)
+{
+	(void)ctx;
+	char epoch[24] = "-";
+	if (r->epoch)
+		snprintf(epoch, sizeof(epoch), "%" PRIu64, r->epoch);
+	printf("%6" PRIu32 " %10" PRId32 " %10" PRId32 " %5s %s\n", r->slot, r->pid, r->tid,
+	       r->alive ? "yes" : "no", epoch);
+}
+
+int shm_cmd_readers(struct tool *t, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"reap", no_argument, NULL, 'r'},
+		SHM_COMMON_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	bool reap = false;
+	int ch, rc;
+	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, &rc)) != -1) {
+		if (ch == SHM_OPT_EXIT)
+			return rc;
+		if (ch == 'r')
+			reap = true;
+	}
+	if ((rc = shm_positional(t, argc, argv, 0, 0, "")) || (rc = shm_need_name(t)))
+		return rc;
+	struct hc_cache *c;
+	/* reaping writes the slots it frees; looking does not */
+	if ((rc = shm_open_cache(t, &(struct hc_options){.flags = reap ? 0 : HC_RDONLY}, &c)))
+		return rc;
+	printf("%6s %10s %10s %5s %s\n", "slot", "pid", "tid", "alive", "epoch");
+	rc = hc_readers(c, reap, print_reader, NULL);
+	hc_close(c);
+	if (rc < 0)
+		return shm_fail(rc, "readers of '%s'", t->name);
+	if (reap)
+		printf("reaped %d dead thread slots\n", rc);
+	return SHM_EXIT_OK;
+}
