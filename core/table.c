@@ -610,11 +610,10 @@ struct scan_copy {
 
 /* Append the entry at @e (@klen, @vlen already bounds-checked). */
 static int scan_append(struct scan_copy *sc, const struct hc_entry *e, uint32_t klen, uint32_t vlen)
-{
-	size_t need = HC_ENTRY_HDR + (size_t)klen + vlen;
-	if (sc->used + need > sc->cap) {
-		size_t cap = sc->cap ? sc->cap : 4096;
-		while (cap < sc->used + need)
+{	size_t need = HC_ENTRY_HDR + (size_t)klen + vlen;
+	size_t room = (need + 7) & ~(size_t)7; /* the next copy's header stays aligned */
+	if (sc->used + room > sc->cap) {
+		size_t cap = sc->cap ? sc->cap : 4096;		while (cap < sc->used + room)
 			cap *= 2;
 		uint8_t *nb = realloc(sc->buf, cap);
 		if (!nb)
@@ -626,9 +625,8 @@ static int scan_append(struct scan_copy *sc, const struct hc_entry *e, uint32_t 
 	/* the copy's own header carries the lengths that were checked */
 	struct hc_entry *copy = (struct hc_entry *)(sc->buf + sc->used);
 	copy->klen = (uint8_t)klen;
-	copy->vlen = vlen;
-	sc->at[sc->n++] = sc->used;
-	sc->used += need;
+	copy->vlen = vlen;	sc->at[sc->n++] = sc->used;
+	sc->used += room;
 	return 0;
 }
 
