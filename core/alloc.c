@@ -99,12 +99,43 @@ uint32_t hc_class_of_off(const struct hc_cache *c, uint64_t off)
 }
 
 /*
+ * The count of reusable (FREE or RETIRED) blocks per class decides whether
+ * the sweep may evict (alloc below).  Threads keep their changes locally
+ * and publish them in batches, so counting costs no shared write per set;
+ * the estimate is off by at most HC_FREE_BATCH per thread, and maintenance
+ * recounts it exactly (hc_sweep_expired).
+ */
+void hc_free_adjust(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int32_t d)
+{
+	if (!t) {
+		uatomic_add(&c->classes[cls].free_est, d);
+		return;
+	}
+	int32_t v = t->free_delta[cls] + d;
+	if (v >= HC_FREE_BATCH || v <= -HC_FREE_BATCH) {
+		uatomic_add(&c->classes[cls].free_est, v);
+		v = 0;
+	}
+	t->free_delta[cls] = v;
+}
+
+void hc_free_flush(struct hc_cache *c, struct hc_thread *t)
+{
+	for (uint32_t k = 0; k < c->nclasses; k++) {
+		if (t->free_delta[k])
+			uatomic_add(&c->classes[k].free_est, t->free_delta[k]);
+		t->free_delta[k] = 0;
+	}
+}
+
+/*
  * Retire a block that has left the index (or never entered it).  The CAS
  * makes retirement happen once however many threads find the block; the
  * epoch stamped is read after the unlink, so every reader that could still
- * hold the block has a smaller or equal epoch in its slot.
+ * hold the block has a smaller or equal epoch in its slot.  The retiring
+ * thread remembers the block, to reuse it while it is warm in its cache.
  */
-bool hc_retire(struct hc_cache *c, uint64_t off)
+bool hc_retire(struct hc_cache *c, struct hc_thread *t, uint64_t off)
 {
 	struct hc_entry *e = hc_entry_at(c, off);
 	for (;;) {
@@ -113,9 +144,30 @@ bool hc_retire(struct hc_cache *c, uint64_t off)
 		if (k != HC_BS_LIVE && k != HC_BS_ALLOC)
 			return false;
 		uint64_t r = HC_BS_MAKE(HC_BS_RETIRED, CMM_LOAD_SHARED(c->hdr->epoch));
-		if (uatomic_cmpxchg(&e->state, s, r) == s)
-			return true;
+		if (uatomic_cmpxchg(&e->state, s, r) != s)
+			continue;
+		uint32_t cls = hc_class_of_off(c, off);
+		hc_free_adjust(c, t, cls, 1);
+		if (t) {
+			struct hc_stash *st = &t->stash[cls];
+			st->off[(st->head + st->n) % HC_STASH] = off;
+			if (st->n < HC_STASH)
+				st->n++;
+			else
+				st->head = (st->head + 1) % HC_STASH; /* forget the oldest */
+		}
+		return true;
 	}
+}
+
+/* A claim (FREE or RETIRED -> ALLOC by @t) of block @off, with its count. */
+static bool claim(struct hc_cache *c, struct hc_thread *t, uint32_t cls, uint64_t off, uint64_t s,
+		  uint64_t mine)
+{
+	if (uatomic_cmpxchg(&hc_entry_at(c, off)->state, s, mine) != s)
+		return false;
+	hc_free_adjust(c, t, cls, -1);
+	return true;
 }
 
 /* Give back a block that was allocated but never published. */
@@ -123,7 +175,8 @@ void hc_free_unpublished(struct hc_cache *c, struct hc_thread *t, uint64_t off)
 {
 	struct hc_entry *e = hc_entry_at(c, off);
 	uint64_t mine = HC_BS_MAKE(HC_BS_ALLOC, HC_OWNER(t->slot, t->gen));
-	uatomic_cmpxchg(&e->state, mine, HC_BS_FREE);
+	if (uatomic_cmpxchg(&e->state, mine, HC_BS_FREE) == mine)
+		hc_free_adjust(c, t, hc_class_of_off(c, off), 1);
 }
 
 /*
@@ -143,11 +196,20 @@ int hc_recover_block(struct hc_cache *c, struct hc_thread *t, uint64_t off, uint
 		next = HC_BS_MAKE(HC_BS_RETIRED, CMM_LOAD_SHARED(c->hdr->epoch));
 	if (uatomic_cmpxchg(&e->state, s, next) != s)
 		return 0;
+	if (HC_BS_KIND(next) == HC_BS_RETIRED)
+		hc_free_adjust(c, t, hc_class_of_off(c, off), 1);
 	if (t)
 		hc_ctr_add(&t->ts->c.misc[HC_MISC_BLOCKS_RECOVERED], 1);
 	else
 		uatomic_add(&c->totals->misc[HC_MISC_BLOCKS_RECOVERED], 1);
 	return 1;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* The next ACTIVE slab of class @cls at or after @from, or -1. */
@@ -204,6 +266,7 @@ static void adopt_slab(struct hc_cache *c, struct hc_thread *t, uint32_t v, uint
 			return;
 		}
 		format_slab(c, v, cls);
+		uatomic_add(&c->classes[cls].free_est, c->classes[cls].per_slab);
 		uatomic_set(&c->slabtab[v], HC_SLAB_MAKE(HC_SLAB_ACTIVE, cls, gen + 1, 0));
 	} else {
 		/* back to its class; the sweep recovers the blocks the drainer held */
@@ -231,6 +294,9 @@ static int64_t take_free_slab(struct hc_cache *c, struct hc_thread *t, uint32_t 
 			continue;
 		uint64_t nw = HC_SLAB_MAKE(HC_SLAB_ACTIVE, cls, HC_SLAB_GEN(w), 0);
 		if (uatomic_cmpxchg(&c->slabtab[k], w, nw) == w) {
+			/* a class's first lap starts with its first slab */
+			uatomic_cmpxchg(&c->classes[cls].lap_start_ns, 0, now_ns());
+			uatomic_add(&c->classes[cls].free_est, c->classes[cls].per_slab);
 			uatomic_add(&c->classes[cls].nslabs, 1);
 			CMM_STORE_SHARED(c->hdr->slab_hint, k + 1);
 			return k;
@@ -240,11 +306,14 @@ static int64_t take_free_slab(struct hc_cache *c, struct hc_thread *t, uint32_t 
 }
 
 /* Give every block of slab @v (class @cls) that is ALLOC(@me) back as FREE. */
-static void drain_abort(struct hc_cache *c, uint32_t v, uint32_t cls, uint64_t me)
+static void drain_abort(struct hc_cache *c, struct hc_thread *t, uint32_t v, uint32_t cls,
+			uint64_t me)
 {
 	for (uint32_t i = 0; i < c->classes[cls].per_slab; i++) {
 		struct hc_entry *e = hc_entry_at(c, hc_block_off(c, v, cls, i));
-		uatomic_cmpxchg(&e->state, HC_BS_MAKE(HC_BS_ALLOC, me), HC_BS_FREE);
+		if (uatomic_cmpxchg(&e->state, HC_BS_MAKE(HC_BS_ALLOC, me), HC_BS_FREE) ==
+		    HC_BS_MAKE(HC_BS_ALLOC, me))
+			hc_free_adjust(c, t, cls, 1);
 	}
 }
 
@@ -283,11 +352,11 @@ static int64_t drain_slab(struct hc_cache *c, struct hc_thread *t, uint32_t v, u
 			uint64_t claimed = HC_BS_MAKE(HC_BS_ALLOC, me);
 			switch (HC_BS_KIND(s)) {
 			case HC_BS_FREE:
-				mine += uatomic_cmpxchg(&e->state, s, claimed) == s;
+				mine += claim(c, t, d, off, s, claimed);
 				break;
 			case HC_BS_RETIRED:
 				if (HC_BS_PAYLOAD(s) < safe)
-					mine += uatomic_cmpxchg(&e->state, s, claimed) == s;
+					mine += claim(c, t, d, off, s, claimed);
 				break;
 			case HC_BS_LIVE:
 				hc_unlink_entry(c, t, off, HC_UNLINK_EVICT);
@@ -309,13 +378,14 @@ static int64_t drain_slab(struct hc_cache *c, struct hc_thread *t, uint32_t v, u
 		uint64_t e = CMM_LOAD_SHARED(c->hdr->epoch);
 		if (wait_readers_past(c, t, e)) {
 			format_slab(c, v, cls);
+			uatomic_add(&c->classes[cls].free_est, c->classes[cls].per_slab);
 			uatomic_set(&c->slabtab[v], HC_SLAB_MAKE(HC_SLAB_ACTIVE, cls, gen + 1, 0));
 			uatomic_add(&c->classes[cls].nslabs, 1);
 			hc_ctr_add(&t->ts->c.misc[HC_MISC_SLAB_MOVES], 1);
 			return v;
 		}
 	}
-	drain_abort(c, v, d, me);
+	drain_abort(c, t, v, d, me);
 	uatomic_set(&c->slabtab[v], HC_SLAB_MAKE(HC_SLAB_ACTIVE, d, gen, 0));
 	uatomic_add(&c->classes[d].nslabs, 1);
 	return HC_E_NOSPACE;
@@ -347,13 +417,6 @@ static int64_t steal_slab(struct hc_cache *c, struct hc_thread *t, uint32_t cls)
 			return r;
 	}
 	return HC_E_NOSPACE;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Time since class @k's hand last wrapped, or its last lap if longer. */
@@ -481,24 +544,79 @@ static bool sweep_live(struct hc_cache *c, struct hc_thread *t, uint64_t off, ui
 }
 
 /*
+ * Reuse a block this thread retired lately, once a grace period covers it:
+ * it is still in this CPU's cache, where the sweep's next block is not.
+ * Runs inside a read-side section, so the slab cannot be re-cut under the
+ * check of its geometry.  Returns the block, or 0.
+ */
+static uint64_t from_stash(struct hc_cache *c, struct hc_thread *t, uint32_t cls, uint64_t me,
+			   uint64_t safe)
+{
+	struct hc_stash *st = &t->stash[cls];
+	while (st->n) {
+		uint64_t off = st->off[st->head];
+		const struct hc_entry *e = hc_entry_at(c, off);
+		uint64_t w = CMM_LOAD_SHARED(c->slabtab[(off - c->off_arena) / c->slab_size]);
+		uint64_t s = CMM_LOAD_SHARED(e->state);
+		bool ours = HC_SLAB_KIND(w) == HC_SLAB_ACTIVE && HC_SLAB_CLASS(w) == cls &&
+			    HC_BS_KIND(s) == HC_BS_RETIRED;
+		if (ours && HC_BS_PAYLOAD(s) >= safe)
+			return 0; /* not free yet */
+		st->head = (st->head + 1) % HC_STASH;
+		st->n--;
+		if (ours && claim(c, t, cls, off, s, me))
+			return off;
+	}
+	return 0;
+}
+
+/*
+ * Does the stash hold enough blocks waiting for a grace period to make
+ * running one (outside any section) worth it?
+ */
+static bool stash_wants_grace(const struct hc_cache *c, const struct hc_thread *t, uint32_t cls,
+			      uint64_t safe)
+{
+	const struct hc_stash *st = &t->stash[cls];
+	if (st->n < HC_STASH * 3 / 4)
+		return false;
+	uint64_t s = CMM_LOAD_SHARED(hc_entry_at(c, st->off[st->head])->state);
+	return HC_BS_KIND(s) == HC_BS_RETIRED && HC_BS_PAYLOAD(s) >= safe;
+}
+
+/*
  * hc_alloc - a block of class @cls, owned by the caller (ALLOC state).
  * The caller is outside any read-side section of its own (or holds only
  * views): each walk of a range is one short section, and grace periods
  * run between them, so allocating threads never hold each other back.
- * Returns the block's offset, or 0 with *err set (HC_E_NOSPACE when
- * nothing can be reclaimed).
+ *
+ * While the class has plenty of reusable blocks (free_est above an eighth
+ * of it) the sweep only collects them and leaves live entries alone; only
+ * a class that is really full evicts.  Returns the block's offset, or 0
+ * with *err set (HC_E_NOSPACE when nothing can be reclaimed).
  */
 uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *err)
 {
 	struct hc_cursor *cur = &t->cur[cls];
+	struct hc_class *cl = &c->classes[cls];
 	const uint64_t me = HC_BS_MAKE(HC_BS_ALLOC, HC_OWNER(t->slot, t->gen));
 	uint64_t safe = CMM_LOAD_SHARED(c->hdr->safe_epoch);
 	uint64_t now = hc_ms_of(CLOCK_MONOTONIC_COARSE);
-	uint64_t swept = 0, wait_until = 0;
+	uint64_t swept = 0, scavenged = 0, wait_until = 0;
 	bool stalled = false; /* a stalled reader: grace periods will not help now */
+	bool may_scavenge = true;
+
+	if (stash_wants_grace(c, t, cls, safe))
+		safe = hc_synchronize(c, t, &stalled);
+	hc_read_lock(c, t);
+	uint64_t got = from_stash(c, t, cls, me, safe);
+	hc_read_unlock(t);
+	if (got)
+		return got;
 
 	for (;;) {
-		uint64_t got = 0;
+		uint64_t lap = (uint64_t)CMM_LOAD_SHARED(cl->nslabs) * cl->per_slab;
+		bool scavenge = may_scavenge && CMM_LOAD_SHARED(cl->free_est) * 8 > (int64_t)lap;
 		hc_read_lock(c, t);
 		while (cur->pos < cur->end) {
 			if (HC_UNLIKELY(CMM_LOAD_SHARED(c->slabtab[cur->slab]) != cur->slabword)) {
@@ -512,13 +630,13 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 			bool retired = false;
 			switch (HC_BS_KIND(s)) {
 			case HC_BS_FREE:
-				if (uatomic_cmpxchg(&e->state, s, me) != s)
+				if (!claim(c, t, cls, off, s, me))
 					continue; /* look at the same block again */
 				got = off;
 				break;
 			case HC_BS_RETIRED:
 				if (HC_BS_PAYLOAD(s) < safe) {
-					if (uatomic_cmpxchg(&e->state, s, me) != s)
+					if (!claim(c, t, cls, off, s, me))
 						continue;
 					got = off;
 				} else if (HC_BS_PAYLOAD(s) > cur->need) {
@@ -526,8 +644,16 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 				}
 				break;
 			case HC_BS_LIVE:
-				/* on the walk after the grace period only reclaim */
-				retired = !cur->rewalked && sweep_live(c, t, off, now);
+				/* the walk after a grace period only reclaims; so does a scavenge */
+				if (cur->rewalked)
+					break;
+				if (scavenge) {
+					uint64_t su = hc_stale_until(CMM_LOAD_SHARED(e->expiry));
+					retired = su != HC_NEVER && now >= su &&
+						  hc_unlink_entry(c, t, off, HC_UNLINK_EXPIRE);
+				} else {
+					retired = sweep_live(c, t, off, now);
+				}
 				break;
 			case HC_BS_ALLOC:
 				retired = !hc_owner_alive(c, HC_BS_PAYLOAD(s)) &&
@@ -567,13 +693,20 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 			cur->need = 0;
 			continue;
 		}
-		/* the class's memory went round twice and nothing could be reused */
-		swept += cur->end - cur->start;
-		uint64_t lap = (uint64_t)CMM_LOAD_SHARED(c->classes[cls].nslabs) *
-			       c->classes[cls].per_slab;
-		if (swept > ALLOC_MAX_LAPS * lap + 2 * HC_SWEEP_RANGE) {
-			*err = HC_E_NOSPACE;
-			return 0;
+		if (scavenge) {
+			/* a lap without a reusable block: the estimate was wrong, evict */
+			scavenged += cur->end - cur->start;
+			if (scavenged > lap + 2 * HC_SWEEP_RANGE) {
+				may_scavenge = false;
+				uatomic_set(&cl->free_est, 0);
+			}
+		} else {
+			/* the class's memory went round twice and nothing could be reused */
+			swept += cur->end - cur->start;
+			if (swept > ALLOC_MAX_LAPS * lap + 2 * HC_SWEEP_RANGE) {
+				*err = HC_E_NOSPACE;
+				return 0;
+			}
 		}
 		int rc = claim_range(c, t, cls, cur);
 		if (rc < 0) {
@@ -587,7 +720,8 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
  * hc_sweep_expired - maintenance walk over @budget blocks from the
  * maintenance hand: unlink entries past their stale window, recover blocks
  * of dead writers, retire live blocks a dead process had already unlinked,
- * adopt slabs of dead drainers.  One read-side section per
+ * adopt slabs of dead drainers; a walk over all blocks also corrects each
+ * class's estimate of reusable blocks.  One read-side section per
  * slab.  Returns the number of entries expired.
  */
 int64_t hc_sweep_expired(struct hc_cache *c, struct hc_thread *t, uint64_t budget)
@@ -604,6 +738,9 @@ int64_t hc_sweep_expired(struct hc_cache *c, struct hc_thread *t, uint64_t budge
 	int64_t expired = 0;
 	uint64_t seen = 0;
 	uint64_t now = hc_now_ms();
+	/* a walk over everything also recounts the reusable blocks of each class */
+	bool recount = budget == total_blocks;
+	int64_t reusable[HC_MAX_CLASSES] = {0};
 	for (uint32_t j = 0; j < c->nslabs && seen < budget; j++) {
 		uint32_t k = (uint32_t)(uatomic_add_return(&c->hdr->maint_hand, 1) % c->nslabs);
 		uint64_t w = CMM_LOAD_SHARED(c->slabtab[k]);
@@ -631,14 +768,22 @@ int64_t hc_sweep_expired(struct hc_cache *c, struct hc_thread *t, uint64_t budge
 				    hc_unlink_entry(c, t, off, HC_UNLINK_EXPIRE))
 					expired++;
 				else if (hc_find_slot(c, off, e, &slot) != 0)
-					hc_retire(c, off); /* unlinked by a process that died */
+					hc_retire(c, t, off); /* unlinked by a process that died */
 			} else if (HC_BS_KIND(s) == HC_BS_ALLOC &&
 				   !hc_owner_alive(c, HC_BS_PAYLOAD(s))) {
 				hc_recover_block(c, t, off, s);
 			}
+			s = CMM_LOAD_SHARED(e->state);
+			reusable[cls] +=
+				HC_BS_KIND(s) == HC_BS_FREE || HC_BS_KIND(s) == HC_BS_RETIRED;
 		}
 		hc_read_unlock(t);
 		seen += c->classes[cls].per_slab;
+	}
+	if (recount) {
+		hc_free_flush(c, t);
+		for (uint32_t k = 0; k < c->nclasses; k++)
+			uatomic_set(&c->classes[k].free_est, reusable[k]);
 	}
 	return expired;
 }

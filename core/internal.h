@@ -34,6 +34,10 @@
 
 /* Blocks a sweeper takes from the class hand at a time (upper bound). */
 #define HC_SWEEP_RANGE 32u
+/* Blocks a thread remembers having retired, per class, to reuse first. */
+#define HC_STASH 64u
+/* A thread publishes its count of freed blocks once it is this far off. */
+#define HC_FREE_BATCH 16
 
 #define HC_ENTITY_OTHER (HC_MAX_ENTITIES - 1) /* overflow entity "~other" */
 
@@ -66,6 +70,17 @@ struct hc_thread {
 	struct hc_thread *next_in_handle;
 	struct hc_thread *next_in_thread;
 	struct hc_cursor cur[HC_MAX_CLASSES];
+	int32_t free_delta[HC_MAX_CLASSES]; /* not yet added to hc_class.free_est */
+	/*
+	 * Blocks this thread retired lately, per class (a ring, oldest at
+	 * head): reused first once a grace period has passed, while they are
+	 * still in this CPU's cache.  Hints only: reuse is a CAS of the
+	 * block's lifecycle word like any other claim.
+	 */
+	struct hc_stash {
+		uint64_t off[HC_STASH];
+		uint32_t head, n;
+	} stash[HC_MAX_CLASSES];
 };
 
 struct hc_cache {
@@ -290,7 +305,9 @@ void hc_fold_counters(struct hc_cache *c, struct hc_tslot *ts);
 int hc_class_of(const struct hc_cache *c, size_t need);
 uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *err);
 void hc_free_unpublished(struct hc_cache *c, struct hc_thread *t, uint64_t off);
-bool hc_retire(struct hc_cache *c, uint64_t off);
+bool hc_retire(struct hc_cache *c, struct hc_thread *t, uint64_t off);
+void hc_free_adjust(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int32_t d);
+void hc_free_flush(struct hc_cache *c, struct hc_thread *t);
 uint32_t hc_class_of_off(const struct hc_cache *c, uint64_t off);
 int hc_recover_block(struct hc_cache *c, struct hc_thread *t, uint64_t off, uint64_t s);
 uint64_t hc_classes_init(struct hc_header *hdr, struct hc_class *classes, uint32_t slab_size,

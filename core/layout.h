@@ -210,7 +210,8 @@ struct hc_class {
 	uint32_t reserved;
 	uint64_t lap_start_ns; /* CLOCK_MONOTONIC when the hand last wrapped; any */
 	uint64_t lap_ns;       /* duration of the last full lap (0: none yet); any */
-	uint8_t pad[HC_LINE - 40];
+	int64_t free_est;      /* blocks FREE or RETIRED, approximate; any, atomic add */
+	uint8_t pad[HC_LINE - 48];
 };
 
 /*

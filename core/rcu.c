@@ -213,6 +213,7 @@ void hc_thread_release(struct hc_cache *c, struct hc_thread *t)
 {
 	if (!t->ts)
 		return;
+	hc_free_flush(c, t);
 	hc_fold_counters(c, t->ts);
 	CMM_STORE_SHARED(t->ts->epoch, 0);
 	CMM_STORE_SHARED(t->ts->start_time, 0);

@@ -147,7 +147,7 @@ bool hc_unlink_entry(struct hc_cache *c, struct hc_thread *t, uint64_t off, int 
 		if (slot_ref(v) == off && uatomic_cmpxchg(slot, v, 0) == v)
 			account_unlink(c, t, off, reason);
 	}
-	hc_retire(c, off);
+	hc_retire(c, t, off);
 	return true;
 }
 
@@ -157,7 +157,7 @@ static bool take_out(struct hc_cache *c, struct hc_thread *t, uint64_t *p, uint6
 	if (uatomic_cmpxchg(p, v, 0) != v)
 		return false;
 	account_unlink(c, t, slot_ref(v), reason);
-	hc_retire(c, slot_ref(v));
+	hc_retire(c, t, slot_ref(v));
 	return true;
 }
 
@@ -251,7 +251,7 @@ static void publish(struct hc_cache *c, struct hc_thread *t, uint64_t off, uint6
 			if (uatomic_cmpxchg(hc_pos(c, b1, b2, mine), fv, nv) != fv)
 				continue;
 			account_unlink(c, t, slot_ref(fv), HC_UNLINK_REPLACE);
-			hc_retire(c, slot_ref(fv));
+			hc_retire(c, t, slot_ref(fv));
 		} else if (empty1 >= 0 || empty2 >= 0) {
 			/*
 			 * Keep b1 (one line per lookup) unless it is nearly full
@@ -272,7 +272,7 @@ static void publish(struct hc_cache *c, struct hc_thread *t, uint64_t off, uint6
 			if (vv) {
 				account_unlink(c, t, slot_ref(vv), HC_UNLINK_EVICT);
 				hc_ctr_add(&t->ts->c.misc[HC_MISC_INDEX_EVICTIONS], 1);
-				hc_retire(c, slot_ref(vv));
+				hc_retire(c, t, slot_ref(vv));
 			}
 		}
 		break;
@@ -610,10 +610,12 @@ struct scan_copy {
 
 /* Append the entry at @e (@klen, @vlen already bounds-checked). */
 static int scan_append(struct scan_copy *sc, const struct hc_entry *e, uint32_t klen, uint32_t vlen)
-{	size_t need = HC_ENTRY_HDR + (size_t)klen + vlen;
+{
+	size_t need = HC_ENTRY_HDR + (size_t)klen + vlen;
 	size_t room = (need + 7) & ~(size_t)7; /* the next copy's header stays aligned */
 	if (sc->used + room > sc->cap) {
-		size_t cap = sc->cap ? sc->cap : 4096;		while (cap < sc->used + room)
+		size_t cap = sc->cap ? sc->cap : 4096;
+		while (cap < sc->used + room)
 			cap *= 2;
 		uint8_t *nb = realloc(sc->buf, cap);
 		if (!nb)
@@ -625,7 +627,8 @@ static int scan_append(struct scan_copy *sc, const struct hc_entry *e, uint32_t 
 	/* the copy's own header carries the lengths that were checked */
 	struct hc_entry *copy = (struct hc_entry *)(sc->buf + sc->used);
 	copy->klen = (uint8_t)klen;
-	copy->vlen = vlen;	sc->at[sc->n++] = sc->used;
+	copy->vlen = vlen;
+	sc->at[sc->n++] = sc->used;
 	sc->used += room;
 	return 0;
 }
