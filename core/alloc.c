@@ -48,8 +48,6 @@
 
 #include "internal.h"
 
-/* Passes over a slab before a drain gives up. */
-#define DRAIN_PASSES 64
 /* Laps of its class an allocation may sweep before it reports HC_E_NOSPACE. */
 #define ALLOC_MAX_LAPS 2
 /*
@@ -134,21 +132,26 @@ void hc_free_flush(struct hc_cache *c, struct hc_thread *t)
  * epoch stamped is read after the unlink, so every reader that could still
  * hold the block has a smaller or equal epoch in its slot.  The retiring
  * thread remembers the block, to reuse it while it is warm in its cache.
+ *
+ * @was_indexed: the caller took the block out of the index itself, so it
+ * was published even if its writer has not marked it LIVE yet (ALLOC).
+ * Otherwise only a LIVE block may be retired: an ALLOC block that is not
+ * indexed belongs to a writer or a drainer still at work.
  */
-bool hc_retire(struct hc_cache *c, struct hc_thread *t, uint64_t off)
+bool hc_retire(struct hc_cache *c, struct hc_thread *t, uint64_t off, bool was_indexed)
 {
 	struct hc_entry *e = hc_entry_at(c, off);
 	for (;;) {
 		uint64_t s = CMM_LOAD_SHARED(e->state);
 		uint64_t k = HC_BS_KIND(s);
-		if (k != HC_BS_LIVE && k != HC_BS_ALLOC)
+		if (k != HC_BS_LIVE && !(k == HC_BS_ALLOC && was_indexed))
 			return false;
 		uint64_t r = HC_BS_MAKE(HC_BS_RETIRED, CMM_LOAD_SHARED(c->hdr->epoch));
 		if (uatomic_cmpxchg(&e->state, s, r) != s)
 			continue;
 		uint32_t cls = hc_class_of_off(c, off);
 		hc_free_adjust(c, t, cls, 1);
-		if (t) {
+		if (t && hc_ref_class(c, off) == (int)cls) {
 			struct hc_stash *st = &t->stash[cls];
 			st->off[(st->head + st->n) % HC_STASH] = off;
 			if (st->n < HC_STASH)
@@ -337,12 +340,15 @@ static int64_t drain_slab(struct hc_cache *c, struct hc_thread *t, uint32_t v, u
 	uatomic_add(&c->classes[d].nslabs, -1);
 
 	const uint32_t per = c->classes[d].per_slab;
-	bool drained = false;
-	for (int pass = 0; pass < DRAIN_PASSES && !drained; pass++) {
+	const uint64_t until = hc_now_ms() + ALLOC_WAIT_MS;
+	bool drained = false, stalled = false;
+	for (int pass = 0; !drained; pass++) {
+		if (pass && (stalled || hc_now_ms() >= until))
+			break; /* a writer or reader in the slab is not finishing */
 		if (pass)
 			sched_yield(); /* let the writers and readers in the slab finish */
 		uint64_t safe = pass == 0 ? CMM_LOAD_SHARED(c->hdr->safe_epoch)
-					  : hc_synchronize(c, t, NULL);
+					  : hc_synchronize(c, t, &stalled);
 		uint32_t mine = 0;
 		hc_read_lock(c, t);
 		for (uint32_t i = 0; i < per; i++) {
@@ -558,7 +564,9 @@ static uint64_t from_stash(struct hc_cache *c, struct hc_thread *t, uint32_t cls
 		const struct hc_entry *e = hc_entry_at(c, off);
 		uint64_t w = CMM_LOAD_SHARED(c->slabtab[(off - c->off_arena) / c->slab_size]);
 		uint64_t s = CMM_LOAD_SHARED(e->state);
+		/* the slab may have been re-cut since: same class, same geometry */
 		bool ours = HC_SLAB_KIND(w) == HC_SLAB_ACTIVE && HC_SLAB_CLASS(w) == cls &&
+			    (off - c->off_arena) % c->slab_size % c->classes[cls].block_size == 0 &&
 			    HC_BS_KIND(s) == HC_BS_RETIRED;
 		if (ours && HC_BS_PAYLOAD(s) >= safe)
 			return 0; /* not free yet */
@@ -602,7 +610,7 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 	const uint64_t me = HC_BS_MAKE(HC_BS_ALLOC, HC_OWNER(t->slot, t->gen));
 	uint64_t safe = CMM_LOAD_SHARED(c->hdr->safe_epoch);
 	uint64_t now = hc_ms_of(CLOCK_MONOTONIC_COARSE);
-	uint64_t swept = 0, scavenged = 0, wait_until = 0;
+	uint64_t swept = 0, scavenged = 0, wait_until = 0; /* wait_until: ms, set at first wait */
 	bool stalled = false; /* a stalled reader: grace periods will not help now */
 	bool may_scavenge = true;
 
@@ -701,11 +709,32 @@ uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *er
 				uatomic_set(&cl->free_est, 0);
 			}
 		} else {
-			/* the class's memory went round twice and nothing could be reused */
+			/*
+			 * The class's memory went round twice and nothing could be
+			 * reused: give up if a reader is stalled or the time is up;
+			 * else other writers are taking what frees up (a small class
+			 * shared by many), so let them finish and go on.
+			 */
 			swept += cur->end - cur->start;
 			if (swept > ALLOC_MAX_LAPS * lap + 2 * HC_SWEEP_RANGE) {
-				*err = HC_E_NOSPACE;
-				return 0;
+				if (!wait_until)
+					wait_until = hc_now_ms() + ALLOC_WAIT_MS;
+				if (stalled || hc_now_ms() >= wait_until) {
+					uint32_t i = c->stalled_slot;
+					struct hc_tslot *ts = hc_slot_at(c, i);
+					hc_log(c, HC_LOG_WARN,
+					       "no reusable block in class %u (%u blocks): %s "
+					       "(slot %u pid %d epoch %llu/%llu)",
+					       cls, (unsigned)lap,
+					       stalled ? "a reader is stalled" : "readers are slow",
+					       i, HC_TS_PID(CMM_LOAD_SHARED(ts->owner)),
+					       (unsigned long long)CMM_LOAD_SHARED(ts->epoch),
+					       (unsigned long long)CMM_LOAD_SHARED(c->hdr->epoch));
+					*err = HC_E_NOSPACE;
+					return 0;
+				}
+				swept = 0;
+				sched_yield();
 			}
 		}
 		int rc = claim_range(c, t, cls, cur);
@@ -768,7 +797,8 @@ int64_t hc_sweep_expired(struct hc_cache *c, struct hc_thread *t, uint64_t budge
 				    hc_unlink_entry(c, t, off, HC_UNLINK_EXPIRE))
 					expired++;
 				else if (hc_find_slot(c, off, e, &slot) != 0)
-					hc_retire(c, t, off); /* unlinked by a process that died */
+					hc_retire(c, t, off,
+						  false); /* unlinked by a process that died */
 			} else if (HC_BS_KIND(s) == HC_BS_ALLOC &&
 				   !hc_owner_alive(c, HC_BS_PAYLOAD(s))) {
 				hc_recover_block(c, t, off, s);

@@ -43,6 +43,17 @@
 
 struct hc_cache;
 
+/*
+ * What a thread saw of a reader that held back a grace period (rcu.c):
+ * per thread, as each thread's own memory of the readers it waited on.
+ */
+struct hc_stall {
+	uint64_t epoch;	     /* epoch a reader was seen holding a grace period at */
+	uint64_t sections;   /* and its section count then: the same read? */
+	uint64_t since_ms;   /* when it was first seen there */
+	uint64_t checked_ms; /* when its process was last checked for life */
+};
+
 /* A thread's sweep range in one size class (see alloc.c). */
 struct hc_cursor {
 	uint64_t slabword; /* slab table word when the range was taken */
@@ -71,6 +82,7 @@ struct hc_thread {
 	struct hc_thread *next_in_thread;
 	struct hc_cursor cur[HC_MAX_CLASSES];
 	int32_t free_delta[HC_MAX_CLASSES]; /* not yet added to hc_class.free_est */
+	struct hc_stall *stall;		    /* per thread slot, allocated on first use */
 	/*
 	 * Blocks this thread retired lately, per class (a ring, oldest at
 	 * head): reused first once a grace period has passed, while they are
@@ -120,11 +132,7 @@ struct hc_cache {
 
 	pthread_mutex_t lock;	   /* guards threads */
 	struct hc_thread *threads; /* every thread record of this handle */
-	struct hc_stall {
-		uint64_t epoch;	     /* epoch a reader was seen holding a grace period at */
-		uint64_t since_ms;   /* when it was first seen there */
-		uint64_t checked_ms; /* when its process was last checked for life */
-	} * stall;		     /* per thread slot; hints, racy by design */
+	uint32_t stalled_slot;	   /* the last reader found stalled, for the log */
 };
 
 extern uint64_t hc_fork_gen;
@@ -278,6 +286,7 @@ static inline struct hc_thread *hc_thread_get(struct hc_cache *c, int *err)
 static inline void hc_read_lock(struct hc_cache *c, struct hc_thread *t)
 {
 	if (t->nesting++ == 0) {
+		CMM_STORE_SHARED(t->ts->sections, t->ts->sections + 1);
 		CMM_STORE_SHARED(t->ts->epoch, CMM_LOAD_SHARED(c->hdr->epoch));
 		if (HC_LIKELY(c->light_fence))
 			cmm_barrier();
@@ -305,7 +314,7 @@ void hc_fold_counters(struct hc_cache *c, struct hc_tslot *ts);
 int hc_class_of(const struct hc_cache *c, size_t need);
 uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *err);
 void hc_free_unpublished(struct hc_cache *c, struct hc_thread *t, uint64_t off);
-bool hc_retire(struct hc_cache *c, struct hc_thread *t, uint64_t off);
+bool hc_retire(struct hc_cache *c, struct hc_thread *t, uint64_t off, bool was_indexed);
 void hc_free_adjust(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int32_t d);
 void hc_free_flush(struct hc_cache *c, struct hc_thread *t);
 uint32_t hc_class_of_off(const struct hc_cache *c, uint64_t off);

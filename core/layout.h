@@ -170,8 +170,9 @@ struct hc_slot_ctr {
  */
 struct hc_tslot {
 	/* line 0: written by the owner at every read-side section */
-	uint64_t epoch; /* 0 = quiescent; else the global epoch seen on entry */
-	uint8_t pad0[HC_LINE - 8];
+	uint64_t epoch;	   /* 0 = quiescent; else the global epoch seen on entry */
+	uint64_t sections; /* read-side sections entered: tells one long read from many */
+	uint8_t pad0[HC_LINE - 16];
 	/* line 1: identity, written at claim */
 	uint64_t owner;	     /* HC_TS_MAKE(state, gen, pid); any, CAS */
 	uint64_t start_time; /* owner process start, clock ticks since boot */

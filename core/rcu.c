@@ -242,6 +242,7 @@ static void tls_destructor(void *arg)
 			if (c->fork_gen == hc_fork_gen)
 				hc_thread_release(c, t);
 		}
+		free(t->stall);
 		free(t);
 		t = next;
 	}
@@ -324,6 +325,7 @@ void hc_threads_close(struct hc_cache *c)
 			*pp = t->next_in_thread;
 			if (hc_tls_last == t)
 				hc_tls_last = NULL;
+			free(t->stall);
 			free(t);
 		} else {
 			pp = &t->next_in_thread;
@@ -361,6 +363,10 @@ uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self, bool *stalle
 	uint64_t min = e;
 	uint32_t hwm = CMM_LOAD_SHARED(hdr->slots_hwm);
 	bool any_stall = false;
+	/* what this thread remembers of the readers it waited on */
+	struct hc_stall *memo = self ? self->stall : NULL;
+	if (self && !memo)
+		memo = self->stall = calloc(c->max_threads, sizeof(*memo));
 
 	if (hdr->flags & HC_SEG_MEMBARRIER) {
 		/* the fence registered readers skipped (internal.h: hc_read_lock) */
@@ -378,18 +384,21 @@ uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self, bool *stalle
 		struct hc_tslot *ts = hc_slot_at(c, i);
 		uint64_t v = CMM_LOAD_SHARED(ts->epoch);
 		if (v == 0 || v >= e)
-			continue; /* a reader known to sit at this epoch gets no spin */
-		for (int spin = 0;
-		     spin < SPIN && c->stall[i].epoch != v && v == CMM_LOAD_SHARED(ts->epoch);
-		     spin++)
+			continue; /* a reader known to sit in this read gets no spin */
+		bool known = memo && memo[i].epoch == v &&
+			     memo[i].sections == CMM_LOAD_SHARED(ts->sections);
+		for (int spin = 0; spin < SPIN && !known && v == CMM_LOAD_SHARED(ts->epoch); spin++)
 			caa_cpu_relax();
 		uint64_t now_v = CMM_LOAD_SHARED(ts->epoch);
 		if (now_v == 0 || now_v >= e)
 			continue; /* still inside: is its process alive?  (at most every few ms per slot) */
-		struct hc_stall *st = &c->stall[i];
+		struct hc_stall scratch = {0}, *st = memo ? &memo[i] : &scratch;
 		uint64_t now_ms = hc_now_ms();
-		if (st->epoch != now_v) {
+		uint64_t sections = CMM_LOAD_SHARED(ts->sections);
+		if (st->epoch != now_v || st->sections != sections) {
+			/* a different read than the one seen before: not stuck */
 			st->epoch = now_v;
+			st->sections = sections;
 			st->since_ms = now_ms;
 			st->checked_ms = 0;
 		}
@@ -399,8 +408,10 @@ uint64_t hc_synchronize(struct hc_cache *c, struct hc_thread *self, bool *stalle
 			if (HC_TS_PID(w) != c->pid && hc_reap_slot(c, i, w) == 1)
 				continue;
 		}
-		if (now_ms - st->since_ms >= STALL_MS)
+		if (now_ms - st->since_ms >= STALL_MS) {
 			any_stall = true;
+			c->stalled_slot = i;
+		}
 		if (now_v < min)
 			min = now_v;
 	}

@@ -479,11 +479,6 @@ int hc_open(const char *name, const struct hc_options *opts, struct hc_cache **o
 	if (!c->read_only && (c->hdr->flags & HC_SEG_MEMBARRIER))
 		c->light_fence = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
 					 0, 0) == 0;
-	c->stall = calloc(c->max_threads, sizeof(*c->stall));
-	if (!c->stall) {
-		rc = -ENOMEM;
-		goto fail;
-	}
 	*out = c;
 	return 0;
 fail:
@@ -507,7 +502,6 @@ void hc_close(struct hc_cache *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	pthread_mutex_destroy(&c->lock);
-	free(c->stall);
 	free(c);
 }
 

@@ -136,7 +136,7 @@ static void account_unlink(struct hc_cache *c, struct hc_thread *t, uint64_t off
 
 /*
  * Take block @off out of the index (if it is still there) and retire it.
- * Returns true: on return the block is retired, by this thread or another.
+ * Returns true if this thread retired it.
  */
 bool hc_unlink_entry(struct hc_cache *c, struct hc_thread *t, uint64_t off, int reason)
 {
@@ -144,11 +144,18 @@ bool hc_unlink_entry(struct hc_cache *c, struct hc_thread *t, uint64_t off, int 
 	uint64_t *slot;
 	if (hc_find_slot(c, off, e, &slot) == 0) {
 		uint64_t v = CMM_LOAD_SHARED(*slot);
-		if (slot_ref(v) == off && uatomic_cmpxchg(slot, v, 0) == v)
+		if (slot_ref(v) == off && uatomic_cmpxchg(slot, v, 0) == v) {
 			account_unlink(c, t, off, reason);
+			return hc_retire(c, t, off, true);
+		}
 	}
-	hc_retire(c, t, off);
-	return true;
+	/*
+	 * Not indexed.  Only a LIVE block is known to have been published and
+	 * then unlinked (by a thread that retires it, or died first); any other
+	 * block is someone's business, e.g. a drainer's in a slab that was just
+	 * marked FORMATTING, whose blocks the index lookup no longer finds.
+	 */
+	return hc_retire(c, t, off, false);
 }
 
 /* Remove the slot word @v at @p (if unchanged), retire its block. */
@@ -157,7 +164,7 @@ static bool take_out(struct hc_cache *c, struct hc_thread *t, uint64_t *p, uint6
 	if (uatomic_cmpxchg(p, v, 0) != v)
 		return false;
 	account_unlink(c, t, slot_ref(v), reason);
-	hc_retire(c, t, slot_ref(v));
+	hc_retire(c, t, slot_ref(v), true);
 	return true;
 }
 
@@ -251,7 +258,7 @@ static void publish(struct hc_cache *c, struct hc_thread *t, uint64_t off, uint6
 			if (uatomic_cmpxchg(hc_pos(c, b1, b2, mine), fv, nv) != fv)
 				continue;
 			account_unlink(c, t, slot_ref(fv), HC_UNLINK_REPLACE);
-			hc_retire(c, t, slot_ref(fv));
+			hc_retire(c, t, slot_ref(fv), true);
 		} else if (empty1 >= 0 || empty2 >= 0) {
 			/*
 			 * Keep b1 (one line per lookup) unless it is nearly full
@@ -272,7 +279,7 @@ static void publish(struct hc_cache *c, struct hc_thread *t, uint64_t off, uint6
 			if (vv) {
 				account_unlink(c, t, slot_ref(vv), HC_UNLINK_EVICT);
 				hc_ctr_add(&t->ts->c.misc[HC_MISC_INDEX_EVICTIONS], 1);
-				hc_retire(c, t, slot_ref(vv));
+				hc_retire(c, t, slot_ref(vv), true);
 			}
 		}
 		break;

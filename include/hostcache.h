@@ -179,7 +179,9 @@ int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val,
  * Returns 0 on a hit; HC_E_NOTFOUND on a miss or when the entry is expired
  * (past its TTL) or negative; HC_E_TOOSMALL when @cap < *vlen (nothing
  * copied; call again with a larger buffer); HC_E_TOOBIG, HC_E_INVAL,
- * HC_E_NOSLOT, HC_E_FORKED.
+ * HC_E_NOSLOT, HC_E_FORKED, or HC_E_READONLY on a handle opened with
+ * HC_RDONLY (a lookup needs a reader slot in the segment, which a read-only
+ * mapping cannot claim; read-only tools walk the segment with hc_scan).
  *
  * Lock-free and wait-free on the hit path: no lock, no system call, never
  * delayed by writers, other readers, or stopped or dead processes.
@@ -257,7 +259,8 @@ struct hc_item {
 	struct hc_meta meta;
 };
 
-/* * hc_scan - visit live entries (expired ones included, meta tells) without
+/*
+ * hc_scan - visit live entries (expired ones included, meta tells) without
  * blocking writers: the index is walked bucket by bucket, each bucket's
  * entries are copied out in one short read-side section, and @fn runs on
  * the copies outside it, so @fn may block (write to a pipe, say) without

@@ -133,10 +133,17 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+static void log_stderr(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	if (level <= HC_LOG_WARN)
+		fprintf(stderr, "hostcache[%d]: %s\n", (int)getpid(), msg);
+}
+
 static void child(int role, int proc)
 {
 	struct hc_cache *c;
-	int rc = hc_open(seg, &(struct hc_options){0}, &c);
+	int rc = hc_open(seg, &(struct hc_options){.log = log_stderr}, &c);
 	if (rc) {
 		fprintf(stderr, "child open: %s\n", hc_strerror(rc));
 		_exit(3);
