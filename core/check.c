@@ -195,9 +195,9 @@ static bool check_entry(struct walk *w, uint64_t off, const struct hc_entry *e)
 			(unsigned long long)off, e->klen, e->vlen);
 		return false;
 	}
-	if (e->flags & ~(uint8_t)HC_ENTRY_NEGATIVE) {
+	if (HC_AUX_FLAGS(e->aux) & ~(uint32_t)HC_ENTRY_NEGATIVE) {
 		finding(w, HC_CHECK_ERROR, "entry at %llu: unknown flags %#x",
-			(unsigned long long)off, e->flags);
+			(unsigned long long)off, HC_AUX_FLAGS(e->aux));
 		return false;
 	}
 	uint64_t content = hc_hash64(hc_entry_val(e), e->vlen, HC_SEED_VALUE) >> 16;

@@ -102,7 +102,9 @@ struct hc_cache {
 	struct hc_class *classes;
 	struct hc_entity_rec *entities;
 	struct hc_slot_ctr *totals;
+	struct hc_load_ctr *loadctr;
 	uint8_t *slots;
+	struct hc_flight *flights;
 	uint64_t *slabtab;
 	struct hc_bucket *index;
 	uint8_t *arena;
@@ -115,6 +117,7 @@ struct hc_cache {
 	uint32_t nclasses;
 	uint32_t max_threads;
 	uint32_t max_value;
+	uint32_t nflights;
 	uint64_t slot_stride;
 	uint64_t seed; /* key-hash seed of the segment */
 
@@ -218,6 +221,30 @@ static inline uint64_t hc_stale_until(uint64_t expiry)
 	return fu == HC_NEVER ? HC_NEVER : fu + hc_stale_decode(HC_EXP_STALE(expiry));
 }
 
+/*
+ * TTL-at-set coding (13 bits of hc_entry.aux), for the age of an entry:
+ * below 256 ms exact, else an 8-bit mantissa (128..255) and a 5-bit
+ * exponent: within 0.4 % (rounded to nearest).  0 = no TTL.
+ */
+static inline uint32_t hc_ttl_encode(uint64_t ms)
+{
+	if (ms < 256)
+		return (uint32_t)ms;
+	uint32_t e = 63u - (uint32_t)__builtin_clzll(ms) - 7u; /* ms >> e in 128..255 */
+	uint64_t m = (ms + (UINT64_C(1) << (e - 1))) >> e;
+	if (m == 256) {
+		m = 128;
+		e++;
+	}
+	if (e > 31)
+		return 0x1fffu;
+	return (e << 8) | (uint32_t)m;
+}
+static inline uint64_t hc_ttl_decode(uint32_t v)
+{
+	return (uint64_t)(v & 0xffu) << (v >> 8);
+}
+
 /* Key comparison, eight bytes at a time: keys are short, a libc call costs more. */
 static inline bool hc_key_eq(const struct hc_entry *e, const void *key, size_t klen)
 {
@@ -256,6 +283,10 @@ static inline void hc_ctr_sadd(int64_t *p, int64_t v)
 static inline void hc_count(struct hc_thread *t, uint32_t ent, int layer, int ctr)
 {
 	hc_ctr_add(&t->ts->c.ctr[ent][layer][ctr], 1);
+}
+static inline void hc_count_load(struct hc_cache *c, uint32_t ent, int ctr, uint64_t n)
+{
+	uatomic_add(&c->loadctr->load[ent][ctr], n);
 }
 
 /* ---- rcu.c: thread slots, read-side sections, grace periods ---- */

@@ -14,7 +14,9 @@
  *   classes   struct hc_class[HC_MAX_CLASSES]: per size-class CLOCK hand
  *   entities  struct hc_entity_rec[HC_MAX_ENTITIES]: key-prefix names
  *   totals    struct hc_slot_ctr: counters folded in from released slots
+ *   loadctr   struct hc_load_ctr: loading counters per entity
  *   slots     struct hc_tslot[max_threads]: RCU reader state + counters
+ *   flights   struct hc_flight[nflights]: single-flight records (flight.c)
  *   slabtab   uint64_t[nslabs]: owner class and state of every slab
  *   index     struct hc_bucket[nbuckets]: the hash index
  *   arena     nslabs slabs of slab_size bytes, cut into class blocks
@@ -31,7 +33,7 @@
 #include "hostcache.h"
 
 #define HC_MAGIC 0x4843414354534f48ull /* "HOSTCACH" little-endian; stored last */
-#define HC_ABI_VERSION 1u
+#define HC_ABI_VERSION 2u
 #define HC_PAGE 4096u
 #define HC_LINE 64u
 
@@ -95,15 +97,17 @@ struct hc_bucket {
  * immutable; an update publishes a new block).
  */
 struct hc_entry {
-	uint64_t state;	  /* lifecycle word above; any, CAS */
-	uint64_t expiry;  /* [fresh_until:40 ms CLOCK_MONOTONIC][stale:24 coded] */
-	uint32_t vlen;	  /* value bytes */
-	uint8_t klen;	  /* key bytes, 1..HC_KEY_MAX */
-	uint8_t flags;	  /* HC_ENTRY_* */
-	uint8_t visited;  /* CLOCK reference bit: readers set, sweepers clear */
-	uint8_t reserved; /* 0 */
-	uint64_t etag;	  /* [content hash:48][compute_ms:16, saturating] */
+	uint64_t state;	 /* lifecycle word above; any, CAS */
+	uint64_t expiry; /* [fresh_until:40 ms CLOCK_MONOTONIC][stale:24 coded] */
+	uint32_t vlen;	 /* value bytes */
+	uint8_t klen;	 /* key bytes, 1..HC_KEY_MAX */
+	uint8_t visited; /* CLOCK reference bit: readers set, sweepers clear */
+	uint16_t aux;	 /* [ttl at set:13 coded (hc_ttl_encode)][flags:3 HC_ENTRY_*] */
+	uint64_t etag;	 /* [content hash:48][compute_ms:16, saturating] */
 };
+#define HC_AUX_FLAGS(a) ((uint32_t)(a)&0x7u)
+#define HC_AUX_TTL(a) ((uint32_t)(a) >> 3)
+#define HC_AUX_MAKE(ttl_code, flags) ((uint16_t)(((ttl_code) << 3) | ((flags)&0x7u)))
 #define HC_ENTRY_HDR 32u
 #define HC_NEVER ((UINT64_C(1) << 40) - 1) /* fresh_until of a non-expiring entry */
 #define HC_EXP_FRESH(x) ((x) >> 24)
@@ -138,12 +142,39 @@ enum {
 };
 
 /*
+ * Loading counters per entity (struct hc_load_stats, in its order up to the
+ * histogram, which follows): flights, refreshes and loader calls.  They
+ * count events that cost a load or a wait, far rarer than hits, so they are
+ * shared by every thread (atomic adds, region "loadctr") instead of taking
+ * 14 KiB in each thread slot.
+ */
+enum {
+	HC_LD_LEADERS,
+	HC_LD_COALESCED,
+	HC_LD_TAKEOVERS,
+	HC_LD_LEASE_EXPIRIES,
+	HC_LD_EARLY_REFRESHES,
+	HC_LD_STALE_REFRESHES,
+	HC_LD_STALE_SERVED,
+	HC_LD_LOADS,
+	HC_LD_LOAD_ERRORS,
+	HC_LD_UNCOALESCED,
+	HC_LD_BATCH_CALLS,
+	HC_LD_HIST, /* HC_HIST_N buckets from here */
+	HC_LD_N = HC_LD_HIST + HC_HIST_N
+};
+
+/*
  * Counters of one thread slot.  Written only by the slot's owner with plain
  * stores (single writer, so no atomic read-modify-write and no contention);
  * read by anyone with relaxed loads and summed (the Varnish VSC pattern).
  * class_* are signed deltas: an entry set by one thread and evicted by
  * another adds +1 here and -1 there.
  */
+struct hc_load_ctr {
+	uint64_t load[HC_MAX_ENTITIES][HC_LD_N]; /* any, atomic add */
+};
+
 struct hc_slot_ctr {
 	uint64_t ctr[HC_MAX_ENTITIES][HC_LAYER_COUNT][HC_CTR_N];
 	int64_t class_items[HC_MAX_CLASSES];
@@ -225,7 +256,27 @@ struct hc_entity_rec {
 	uint64_t word;
 	uint8_t len;
 	char name[HC_ENTITY_NAME_MAX];
-	uint8_t pad[HC_LINE - 8 - 1 - HC_ENTITY_NAME_MAX];
+	uint32_t beta; /* XFetch beta x 1000; 0 = default (1.0), UINT32_MAX = off; any */
+	uint8_t pad[HC_LINE - 8 - 1 - HC_ENTITY_NAME_MAX - 4];
+};
+
+/*
+ * A single-flight record (flight.c): one key being loaded on the host.
+ * word is 0 when free, else [key hash:32][owner:32], owner being
+ * HC_OWNER(slot, gen) of the loading thread; taken and given back by CAS
+ * (a waiter takes it over the same way from a dead or late owner).  When a
+ * flight ends its owner stores the outcome, frees the word, then bumps
+ * futex (release) and wakes the waiters asleep on it (FUTEX_WAIT, shared).
+ */
+struct hc_flight {
+	uint64_t word;	     /* any, CAS */
+	uint32_t futex;	     /* +1 at the end of every flight; owner, atomic add */
+	uint32_t waiters;    /* callers asleep on futex; any, atomic add */
+	uint64_t outcome;    /* [futex value after the end:32][result:32]; owner */
+	uint64_t lease;	     /* [owner:32][lease end, hc_now_ms() mod 2^32]; owner */
+	uint64_t checked_ms; /* a waiter last checked the owner's life; any, CAS */
+	uint64_t started_ms; /* when the current owner took it */
+	uint8_t pad[HC_LINE - 48];
 };
 
 /*
@@ -258,7 +309,11 @@ struct hc_header {
 	uint64_t off_classes, off_entities, off_totals, off_slots;
 	uint64_t off_slabtab, off_index, off_arena;
 	uint64_t slot_stride; /* bytes per struct hc_tslot */
-	uint8_t pad1[2 * HC_LINE - 104];
+	uint64_t off_flights; /* struct hc_flight[nflights] */
+	uint64_t off_loadctr; /* struct hc_load_ctr */
+	uint32_t nflights;    /* a power of two */
+	uint32_t reserved1;
+	uint8_t pad1[2 * HC_LINE - 128];
 
 	/* line 3: the reclamation epoch; any, atomic add */
 	uint64_t epoch;
@@ -283,6 +338,7 @@ _Static_assert(sizeof(struct hc_entry) == HC_ENTRY_HDR, "entry header is 32 byte
 _Static_assert(sizeof(struct hc_bucket) == HC_LINE, "a bucket is one cache line");
 _Static_assert(sizeof(struct hc_class) == HC_LINE, "class state is one line");
 _Static_assert(sizeof(struct hc_entity_rec) == HC_LINE, "entity record is one line");
+_Static_assert(sizeof(struct hc_flight) == HC_LINE, "flight record is one line");
 _Static_assert(sizeof(struct hc_header) <= HC_PAGE, "header fits one page");
 _Static_assert(offsetof(struct hc_header, epoch) % HC_LINE == 0, "epoch on its own line");
 _Static_assert(offsetof(struct hc_header, safe_epoch) % HC_LINE == 0, "safe epoch line");
@@ -301,13 +357,16 @@ static inline uint32_t hc_layout_hash(void)
 		sizeof(struct hc_bucket),
 		sizeof(struct hc_class),
 		sizeof(struct hc_entity_rec),
+		sizeof(struct hc_flight),
 		offsetof(struct hc_header, epoch),
+		offsetof(struct hc_header, off_flights),
 		offsetof(struct hc_header, off_arena),
 		offsetof(struct hc_tslot, c),
 		HC_MAX_CLASSES,
 		HC_MAX_ENTITIES,
 		HC_LAYER_COUNT,
 		HC_CTR_N,
+		HC_LD_N,
 		HC_KEY_MAX,
 		HC_BUCKET_SLOTS,
 	};

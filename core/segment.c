@@ -127,8 +127,17 @@ static int plan(const struct hc_options *o, struct hc_header *g)
 	off += round_up(HC_MAX_ENTITIES * sizeof(struct hc_entity_rec), HC_PAGE);
 	g->off_totals = off;
 	off += round_up(sizeof(struct hc_slot_ctr), HC_PAGE);
+	g->off_loadctr = off;
+	off += round_up(sizeof(struct hc_load_ctr), HC_PAGE);
 	g->off_slots = off;
 	off += round_up((uint64_t)threads * g->slot_stride, HC_PAGE);
+	/* flights: room for every thread to load a few keys at once, at least 1024 */
+	uint32_t nflights = 1024;
+	while (nflights < 4 * threads)
+		nflights *= 2;
+	g->nflights = nflights;
+	g->off_flights = off;
+	off += round_up((uint64_t)nflights * sizeof(struct hc_flight), HC_PAGE);
 	if (size <= off + 3 * HC_PAGE)
 		return HC_E_INVAL;
 
@@ -182,12 +191,17 @@ int hc_geometry_check(const struct hc_header *h, uint64_t len, char *why, size_t
 	if (h->slot_stride != sizeof(struct hc_tslot))
 		BAD("thread slot size %llu, expected %zu", (unsigned long long)h->slot_stride,
 		    sizeof(struct hc_tslot));
-	const uint64_t offs[] = {h->off_classes, h->off_entities, h->off_totals, h->off_slots,
+	if (h->nflights == 0 || (h->nflights & (h->nflights - 1)) || h->nflights > (1u << 24))
+		BAD("flight records %u not a power of two", h->nflights);
+	const uint64_t offs[] = {h->off_classes, h->off_entities, h->off_totals,
+				 h->off_loadctr, h->off_slots,	  h->off_flights,
 				 h->off_slabtab, h->off_index,	  h->off_arena};
 	const uint64_t lens[] = {HC_MAX_CLASSES * sizeof(struct hc_class),
 				 HC_MAX_ENTITIES * sizeof(struct hc_entity_rec),
 				 sizeof(struct hc_slot_ctr),
+				 sizeof(struct hc_load_ctr),
 				 (uint64_t)h->max_threads * h->slot_stride,
+				 (uint64_t)h->nflights * sizeof(struct hc_flight),
 				 (uint64_t)h->nslabs * 8,
 				 (uint64_t)h->nbuckets * sizeof(struct hc_bucket),
 				 (uint64_t)h->nslabs * h->slab_size};
@@ -240,7 +254,10 @@ void hc_bind(struct hc_cache *c, uint8_t *base, uint64_t size)
 	c->classes = (struct hc_class *)(base + h->off_classes);
 	c->entities = (struct hc_entity_rec *)(base + h->off_entities);
 	c->totals = (struct hc_slot_ctr *)(base + h->off_totals);
+	c->loadctr = (struct hc_load_ctr *)(base + h->off_loadctr);
 	c->slots = base + h->off_slots;
+	c->flights = (struct hc_flight *)(base + h->off_flights);
+	c->nflights = h->nflights;
 	c->slabtab = (uint64_t *)(base + h->off_slabtab);
 	c->index = (struct hc_bucket *)(base + h->off_index);
 	c->arena = base + h->off_arena;

@@ -14,6 +14,7 @@
  * entity 0 (""); when the table is full, new names count under "~other".
  */
 #include "internal.h"
+#include "flight.h"
 
 size_t hc_entity_of(const void *key, size_t klen)
 {
@@ -158,6 +159,15 @@ static void add_ctr(struct hc_stats *out, const struct hc_slot_ctr *s, uint64_t 
 	out->index_evictions += CMM_LOAD_SHARED(s->misc[HC_MISC_INDEX_EVICTIONS]);
 }
 
+/* struct hc_load_stats field k, in HC_LD_* order (the histogram last) */
+static uint64_t *load_field(struct hc_load_stats *l, int k)
+{
+	return (uint64_t *)l + k;
+}
+_Static_assert(sizeof(struct hc_load_stats) == HC_LD_N * sizeof(uint64_t), "load stats match");
+_Static_assert(offsetof(struct hc_load_stats, load_hist) == HC_LD_HIST * sizeof(uint64_t),
+	       "histogram last");
+
 /* struct hc_counters field k, in HC_CTR_* order */
 static uint64_t *ctr_field(struct hc_counters *c, int k)
 {
@@ -174,6 +184,10 @@ int hc_stats(struct hc_cache *c, struct hc_stats *out)
 		return HC_E_INVAL;
 	enum { NCTR = HC_MAX_ENTITIES * HC_LAYER_COUNT * HC_CTR_N };
 	static __thread uint64_t ent_ctr[NCTR];
+	static __thread uint64_t ent_load[HC_MAX_ENTITIES * HC_LD_N];
+	for (uint32_t e = 0; e < HC_MAX_ENTITIES; e++)
+		for (int k = 0; k < HC_LD_N; k++)
+			ent_load[e * HC_LD_N + k] = CMM_LOAD_SHARED(c->loadctr->load[e][k]);
 
 	/* a slot being folded into the totals would be counted twice or not at all */
 	for (int attempt = 0; attempt < 4; attempt++) {
@@ -203,7 +217,10 @@ int hc_stats(struct hc_cache *c, struct hc_stats *out)
 		for (int l = 0; l < HC_LAYER_COUNT; l++)
 			for (int k = 0; k < HC_CTR_N; k++)
 				any |= ent_ctr[(e * HC_LAYER_COUNT + l) * HC_CTR_N + k];
-		if (!any && e != 0)
+		for (int k = 0; k < HC_LD_N; k++)
+			any |= ent_load[e * HC_LD_N + k];
+		uint32_t beta = CMM_LOAD_SHARED(r->beta);
+		if (!any && e != 0 && !beta)
 			continue;
 		struct hc_entity_stats *es = &out->entity[out->nentities++];
 		memcpy(es->name, r->name, r->len);
@@ -215,7 +232,15 @@ int hc_stats(struct hc_cache *c, struct hc_stats *out)
 				*ctr_field(&out->layer[l], k) += v;
 			}
 		}
+		for (int k = 0; k < HC_LD_N; k++) {
+			uint64_t v = ent_load[e * HC_LD_N + k];
+			*load_field(&es->load, k) += v;
+			*load_field(&out->load, k) += v;
+		}
+		es->beta = beta == UINT32_MAX ? -1.0 : beta ? beta / 1000.0 : 1.0;
 	}
+	out->flights_total = c->nflights;
+	out->flights_active = hc_flights_active(c);
 
 	out->nclasses = c->nclasses;
 	for (uint32_t k = 0; k < c->nclasses; k++) {

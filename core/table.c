@@ -331,7 +331,7 @@ int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val,
 		return HC_E_TOOBIG;
 	if (!o)
 		o = &none;
-	if (o->flags & ~(uint32_t)HC_ENTRY_NEGATIVE)
+	if (o->flags & ~(uint32_t)(HC_ENTRY_NEGATIVE | HC_SET_WRITE_THROUGH))
 		return HC_E_INVAL;
 	struct hc_thread *t = hc_thread_get(c, &rc);
 	if (!t)
@@ -361,9 +361,8 @@ int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val,
 	e->expiry = expiry;
 	e->vlen = (uint32_t)vlen;
 	e->klen = (uint8_t)klen;
-	e->flags = (uint8_t)o->flags;
 	e->visited = 0;
-	e->reserved = 0;
+	e->aux = HC_AUX_MAKE(hc_ttl_encode(o->ttl_ms), o->flags & HC_ENTRY_NEGATIVE);
 	e->etag = etag;
 	memcpy(e + 1, key, klen);
 	if (vlen)
@@ -417,15 +416,19 @@ static void fill_meta(const struct hc_entry *e, uint64_t now, struct hc_meta *m)
 	memset(m, 0, sizeof(*m));
 	m->etag = HC_ETAG_HASH(e->etag);
 	m->compute_ms = HC_ETAG_COMPUTE(e->etag);
-	m->flags = e->flags;
+	m->flags = HC_AUX_FLAGS(e->aux);
 	m->layer = HC_LAYER_L1;
+	m->source = HC_SRC_L1;
 	if (fu == HC_NEVER) {
 		m->ttl_left_ms = INT64_MAX;
 		m->stale_left_ms = INT64_MAX;
+		m->age_ms = -1;
 	} else {
 		m->ttl_left_ms = (int64_t)fu - (int64_t)now;
 		m->stale_left_ms = (int64_t)hc_stale_until(x) - (int64_t)now;
 		m->stale = m->ttl_left_ms <= 0;
+		int64_t age = (int64_t)hc_ttl_decode(HC_AUX_TTL(e->aux)) - m->ttl_left_ms;
+		m->age_ms = age < 0 ? 0 : age;
 	}
 }
 
@@ -462,7 +465,7 @@ static struct hc_entry *read_entry(struct hc_cache *c, struct hc_thread *t, cons
 			ctr = HC_CTR_STALE_HITS;
 		}
 	}
-	if (e->flags & HC_ENTRY_NEGATIVE) {
+	if (HC_AUX_FLAGS(e->aux) & HC_ENTRY_NEGATIVE) {
 		if (!(flags & HC_GET_NEGATIVE))
 			goto miss;
 		ctr = HC_CTR_NEGATIVE_HITS;

@@ -91,7 +91,7 @@ enum hc_log_level { HC_LOG_ERROR = 0, HC_LOG_WARN = 1, HC_LOG_INFO = 2, HC_LOG_D
 struct hc_options {
 	uint64_t size;		  /* segment bytes; 0 = 64 MiB */
 	uint32_t flags;		  /* HC_CREATE | HC_EXCL | HC_RDONLY | HC_GROUP */
-	uint32_t max_threads;	  /* thread slots (readers); 0 = 256 */
+	uint32_t max_threads;	  /* thread slots (readers); 0 = 128 */
 	uint32_t max_value;	  /* largest value bytes; 0 = 1 MiB */
 	uint32_t bytes_per_slot;  /* arena bytes per index slot; 0 = 96 */
 	uint32_t open_timeout_ms; /* wait for a concurrent creator; 0 = 5000 */
@@ -191,17 +191,30 @@ int hc_get(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t c
 /* Where a value came from. */
 enum hc_layer { HC_LAYER_L1 = 0, HC_LAYER_L2 = 1, HC_LAYER_ORIGIN = 2, HC_LAYER_COUNT = 3 };
 
+/* Where a result of hc_get_or_load() came from (hc_meta.source). */
+enum hc_source {
+	HC_SRC_L1 = 0,	     /* a fresh value from the shared-memory tier */
+	HC_SRC_L2 = 1,	     /* from Redis, through the agent */
+	HC_SRC_ORIGIN = 2,   /* this call (or the flight it waited on) ran the loader */
+	HC_SRC_STALE = 3,    /* a value past its TTL: stale-while-revalidate or -if-error */
+	HC_SRC_NEGATIVE = 4, /* a cached "not found" */
+};
+
 /* Metadata of an entry as seen at read time. */
 struct hc_meta {
 	uint64_t etag;	       /* 48-bit content hash of the value, computed at set */
 	int64_t ttl_left_ms;   /* ms until stale (< 0: stale by that much);
 				   INT64_MAX when the entry never expires */
 	int64_t stale_left_ms; /* ms until unservable (fresh_until + stale) */
+	int64_t age_ms;	       /* ms since the value was stored, within 1 % of its
+				   TTL; -1 when unknown (an entry without a TTL) */
 	uint32_t compute_ms;   /* XFetch delta stored with the entry */
 	uint32_t flags;	       /* HC_ENTRY_* */
 	uint8_t layer;	       /* enum hc_layer */
 	uint8_t stale;	       /* 1 when returned past its TTL (HC_GET_STALE) */
-	uint8_t reserved[6];
+	uint8_t source;	       /* enum hc_source (hc_get_or_load); HC_SRC_L1 otherwise */
+	uint8_t coalesced;     /* 1: this caller waited on another caller's load */
+	uint8_t reserved[4];
 };
 
 /* hc_get_ex flags */
@@ -288,6 +301,177 @@ int64_t hc_dump(struct hc_cache *c, int fd);
 int64_t hc_load(struct hc_cache *c, int fd);
 
 /* ---------------------------------------------------------------------- */
+/* Loading: single-flight across processes, early expiration, stale serving */
+
+/*
+ * What a loader is handed.  ttl_ms and stale_ms come in as the call's
+ * options and the loader may change them for this value (a loader that
+ * knows the origin's own expiry, say).  The value is given with
+ * hc_load_value(); a loader that returns 0 without calling it stores an
+ * empty value.
+ */
+struct hc_load {
+	uint32_t ttl_ms;
+	uint32_t stale_ms;
+	void *priv; /* internal */
+};
+
+/*
+ * A loader: the caller's origin call (a database query).  Returns 0 with
+ * the value given through hc_load_value(), HC_E_NOTFOUND when the origin
+ * has no such key, or any other negative code for an error (handed to every
+ * caller waiting on this load, or replaced by a stale value, see error_ms).
+ * It runs in the calling thread, at most once per key per host at a time.
+ */
+typedef int (*hc_loader_fn)(void *ctx, const void *key, size_t klen, struct hc_load *ld);
+
+/* hc_load_value - give the loaded value (copied).  0, HC_E_TOOBIG, -ENOMEM. */
+int hc_load_value(struct hc_load *ld, const void *val, size_t vlen);
+
+/* hc_load_opts.flags */
+#define HC_LOAD_NO_XFETCH 0x1u	   /* no probabilistic early recompute */
+#define HC_LOAD_WRITE_THROUGH 0x2u /* loaded values go to L2 as well (the agent) */
+
+/*
+ * Options of hc_get_or_load().  Zero-initialised means: values never
+ * expire, no stale serving, no negative caching, a 10 s lease, XFetch with
+ * beta 1 (or the entity's beta).
+ */
+struct hc_load_opts {
+	uint32_t ttl_ms;	  /* fresh lifetime of a loaded value; 0 = never expires */
+	uint32_t stale_ms;	  /* stale-while-revalidate: after ttl, serve the old value
+				     this long while one refresh runs */
+	uint32_t error_ms;	  /* stale-if-error: after ttl, serve the old value this
+				     long when the loader fails (counted from ttl) */
+	uint32_t negative_ttl_ms; /* cache "not found" this long; 0 = do not */
+	uint32_t lease_ms;	  /* a loading owner keeps the flight this long before a
+				     waiter takes over; 0 = 10000 */
+	uint32_t jitter_pct;	  /* shorten each TTL by a random 0..jitter_pct %, so keys
+				     written together do not expire together; 0..50 */
+	uint32_t flags;		  /* HC_LOAD_* */
+	uint32_t reserved;
+	double beta;		  /* XFetch beta: 0 = the entity's (hc_entity_beta) or 1.0;
+				     < 0 turns early recompute off */
+};
+
+/*
+ * hc_get_or_load - the value of @key: from the cache, or loaded once per
+ * host by @loader, whichever process asks.
+ *
+ *   fresh hit      returned at once.  If XFetch draws an early recompute
+ *                  (now - compute_ms * beta * ln(rand()) >= expiry), this
+ *                  caller refreshes the key (single-flight: a caller that
+ *                  finds a refresh running returns the current value).
+ *   stale hit      (past ttl, inside stale_ms) returned at once, except to
+ *                  the one caller on the host that wins the refresh: it runs
+ *                  the loader and returns the new value (or, on a loader
+ *                  error, the stale one).  Nobody else waits.
+ *   miss           one caller on the host (the owner of the key's flight)
+ *                  runs the loader and publishes the value; every other
+ *                  caller, in any process, sleeps on the flight's futex and
+ *                  is woken with the value.  A waiter that finds the owner
+ *                  dead takes over at once (checked every 20 ms while it
+ *                  waits); one that sees the lease run out takes over too.
+ *   loader error   the owner and its waiters get the error, or the old value
+ *                  if one exists within error_ms past its TTL (HC_SRC_STALE).
+ *   not found      HC_E_NOTFOUND; cached as a negative entry for
+ *                  negative_ttl_ms when that is set (later calls return
+ *                  HC_E_NOTFOUND with meta.source HC_SRC_NEGATIVE).
+ *
+ * The value is copied to @buf (capacity @cap); *vlen gets its length.
+ * @meta (may be NULL) says where it came from, its age, TTL left and ETag.
+ * @opts may be NULL (defaults).  Returns 0, HC_E_NOTFOUND, HC_E_TOOSMALL
+ * (*vlen set; the value is cached, so call again with a larger buffer),
+ * the loader's error, or the errors of hc_get and hc_set.
+ */
+int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_fn loader, void *ctx,
+		   const struct hc_load_opts *opts, void *buf, size_t cap, size_t *vlen,
+		   struct hc_meta *meta);
+
+/* One key of a batch: in: key, klen, buf, cap; out: vlen, rc, meta. */
+struct hc_batch_item {
+	const void *key;
+	size_t klen;
+	void *buf;
+	size_t cap;
+	size_t vlen;
+	int rc; /* as hc_get_or_load returns for this key */
+	struct hc_meta meta;
+};
+
+/*
+ * A batch loader: load the @n items of @items (their keys; ignore the rest)
+ * in one origin call.  For each item it calls hc_load_value(&lds[i], ...)
+ * and sets rc[i] to 0, HC_E_NOTFOUND or an error.  Returns 0, or an error
+ * that applies to every item.
+ */
+typedef int (*hc_batch_loader_fn)(void *ctx, const struct hc_batch_item *const *items, size_t n,
+				  struct hc_load *lds, int *rc);
+
+/*
+ * hc_get_many - hc_get_or_load for @n keys at once: hits are served from the
+ * cache, the misses this call owns are loaded with ONE call of @loader, and
+ * misses another caller is already loading are waited for (coalesced).
+ * Each item's rc and meta are set as hc_get_or_load would.  Returns the
+ * number of items with rc 0, or an error for the whole call (HC_E_INVAL).
+ */
+int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
+		hc_batch_loader_fn loader, void *ctx, const struct hc_load_opts *opts);
+
+/*
+ * hc_entity_beta - the XFetch beta of an entity (key prefix before ':'),
+ * kept in the segment for every process: used by hc_get_or_load calls whose
+ * opts.beta is 0.  beta 0 resets to the default (1.0); < 0 turns early
+ * recompute off for the entity.  Returns 0 or HC_E_INVAL.
+ */
+int hc_entity_beta(struct hc_cache *c, const char *entity, double beta);
+
+/* hc_set flags for the write paths (hc_set_opts.flags, with HC_ENTRY_*) */
+#define HC_SET_WRITE_THROUGH 0x100u /* also write the value to L2 (the agent) */
+
+/*
+ * hc_invalidate - drop @key from every tier: deletes it here (and, with the
+ * agent, in Redis, and publishes an invalidation event for other hosts).
+ * Returns 0 whether or not the key was cached, or the errors of hc_del.
+ */
+int hc_invalidate(struct hc_cache *c, const void *key, size_t klen);
+
+/* ---------------------------------------------------------------------- */
+/* HTTP conditional requests                                               */
+
+/* Room for an ETag as hc_etag_format writes it, NUL included. */
+#define HC_ETAG_BUFSZ 16
+
+/*
+ * hc_etag_format - the strong validator of an entry (hc_meta.etag) as an
+ * HTTP ETag value with its quotes: "\"0123456789ab\"" (12 lowercase hex
+ * digits).  Returns the length written (14), or HC_E_TOOSMALL when @cap is
+ * under HC_ETAG_BUFSZ.
+ */
+int hc_etag_format(uint64_t etag, char *buf, size_t cap);
+
+/*
+ * hc_etag_match - does an If-None-Match header value (@hdr, @len bytes)
+ * match @etag?  Uses the weak comparison that RFC 9110 prescribes for
+ * If-None-Match: a W/ prefix is ignored; "*" matches any current entry; a
+ * comma-separated list (with optional whitespace and empty elements)
+ * matches if any element does.  Returns 1 (match: answer 304), 0 (no
+ * match), or HC_E_INVAL for a malformed header (which the caller should
+ * treat as absent: RFC 9110 says to ignore it).
+ */
+int hc_etag_match(const char *hdr, size_t len, uint64_t etag);
+
+/*
+ * hc_cache_control - a Cache-Control response value from an entry's
+ * metadata: "max-age=N" (seconds of TTL left, rounded down, 0 when stale),
+ * plus ", stale-while-revalidate=M" when the entry has a stale window left
+ * (seconds of it beyond the TTL), or "max-age=31536000" for an entry that
+ * never expires (one year, the customary "forever").  Returns the length
+ * written, or HC_E_TOOSMALL (64 bytes always suffice), HC_E_INVAL.
+ */
+int hc_cache_control(const struct hc_meta *meta, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------------- */
 /* Statistics                                                              */
 
 /* Counters kept per layer, per entity and in total. */
@@ -311,13 +495,42 @@ struct hc_class_stats {
 	uint64_t bytes;	     /* key + value bytes of live entries */
 };
 
+/*
+ * Loader latency histogram: bucket 0 counts loads under 64 us, bucket i
+ * (1..HC_HIST_N-2) those in [2^(i-1), 2^i) * 64 us, the last one the rest
+ * (1.05 s and more).  HC_HIST_BOUND_US(i) is bucket i's upper bound.
+ */
+#define HC_HIST_N 16
+#define HC_HIST_BOUND_US(i) (UINT64_C(64) << (i))
+
+/* Single-flight and loading counters (hc_get_or_load, hc_get_many). */
+struct hc_load_stats {
+	uint64_t leaders;	  /* flights owned: this caller ran the load for a miss */
+	uint64_t coalesced;	  /* callers that waited on another caller's load */
+	uint64_t takeovers;	  /* flights taken over from a dead owner */
+	uint64_t lease_expiries;  /* flights taken over from an owner past its lease */
+	uint64_t early_refreshes; /* XFetch early recomputes run */
+	uint64_t stale_refreshes; /* stale-while-revalidate refreshes run */
+	uint64_t stale_served;	  /* stale values returned (revalidate or error) */
+	uint64_t loads;		  /* keys passed to a loader */
+	uint64_t load_errors;	  /* of them, failed (not counting "not found") */
+	uint64_t uncoalesced;	  /* loads run without a flight: the flight table was full */
+	uint64_t batch_calls;	  /* batch-loader calls */
+	uint64_t load_hist[HC_HIST_N]; /* loader latency per key */
+};
+
 struct hc_entity_stats {
 	char name[HC_ENTITY_NAME_MAX + 1]; /* "" for keys without a ':' prefix */
 	struct hc_counters layer[HC_LAYER_COUNT];
+	struct hc_load_stats load;
+	double beta; /* XFetch beta (hc_entity_beta); 1.0 by default */
 };
 
 struct hc_stats {
 	struct hc_counters layer[HC_LAYER_COUNT]; /* l1, l2, origin; all entities */
+	struct hc_load_stats load;		  /* all entities */
+	uint32_t flights_total;			  /* flight records in the segment */
+	uint32_t flights_active;		  /* of them, loading now */
 	uint32_t nclasses;
 	uint32_t nentities;
 	struct hc_class_stats cls[HC_MAX_CLASSES];

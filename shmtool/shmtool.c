@@ -28,7 +28,7 @@ static const struct command commands[] = {
 	 "create a new segment (fails if it exists)",
 	 "  --size BYTES            segment size, with an optional K, M or G suffix (default 64M)\n"
 	 "  --max-threads N         thread slots: threads that may use the cache at once\n"
-	 "                          (default 256)\n"
+	 "                          (default 128)\n"
 	 "  --max-value BYTES       largest value, with an optional K, M or G suffix\n"
 	 "                          (default 1M)\n"
 	 "  --bytes-per-slot BYTES  arena bytes per index slot, which sizes the index\n"

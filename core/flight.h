@@ -1,0 +1,34 @@
+/*
+ * flight.h - single-flight records shared by every process (flight.c).
+ */
+#ifndef HC_FLIGHT_H
+#define HC_FLIGHT_H
+
+#include "internal.h"
+
+/* A flight this caller owns or waits on. */
+struct hc_fl {
+	struct hc_flight *f;
+	uint64_t word; /* the record's word as this caller knows it */
+	uint32_t seq;  /* futex value while the flight was on */
+};
+
+enum {
+	HC_FL_FULL = 0,	  /* no record free near the key: load without a flight */
+	HC_FL_OWNER = 1,  /* this caller owns the flight: load, then hc_flight_end */
+	HC_FL_JOINED = 2, /* another caller loads: hc_flight_wait */
+	HC_FL_BUSY = 3,	  /* (join false) another caller loads: do not wait */
+	HC_FL_ENDED = 4,  /* hc_flight_wait: the flight ended, see *result */
+};
+
+/* Flight results besides 0 (published), HC_E_NOTFOUND and errors. */
+#define HC_FLIGHT_RETRY 1 /* outcome unknown or no value: look again */
+
+int hc_flight_enter(struct hc_cache *c, struct hc_thread *t, uint64_t h, bool join,
+		    uint32_t lease_ms, struct hc_fl *fl);
+int hc_flight_wait(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, uint64_t h,
+		   uint32_t ent, uint32_t lease_ms, int *result);
+void hc_flight_end(struct hc_cache *c, struct hc_fl *fl, int result);
+uint32_t hc_flights_active(const struct hc_cache *c);
+
+#endif

@@ -1,0 +1,680 @@
+/*
+ * load.c - hc_get_or_load and hc_get_many: the cache in front of an origin.
+ *
+ * A lookup asks the table for the entry whatever its state (fresh, stale,
+ * negative) and decides here what to do with it:
+ *
+ *   fresh             serve it; XFetch may elect this caller to refresh early
+ *   stale, in window  serve it, unless this caller wins the refresh flight
+ *   otherwise         single-flight: own the key's flight and load, or wait
+ *
+ * Refreshes run in the caller that wins them (inline), so no thread runs
+ * behind the application's back and the loader's context never outlives
+ * the call; a refresh is a flight taken without waiting, so at most one
+ * runs per key per host and no other caller waits for it.
+ *
+ * A loaded value is stored with the time its loader took (XFetch's delta)
+ * and with a stale window of max(stale_ms, error_ms): past its TTL it is
+ * served stale for stale_ms, and kept for error_ms as the answer when the
+ * loader fails.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "flight.h"
+
+#define DEFAULT_LEASE_MS 10000u
+#define MAX_ATTEMPTS 4 /* flights that ended without a value before loading alone */
+
+/* The value a loader gives (struct hc_load.priv). */
+struct loaded {
+	uint8_t *p;
+	size_t len, cap;
+	uint32_t max;
+	int rc; /* hc_load_value's last error */
+};
+
+int hc_load_value(struct hc_load *ld, const void *val, size_t vlen)
+{
+	if (!ld || !ld->priv || (!val && vlen))
+		return HC_E_INVAL;
+	struct loaded *v = ld->priv;
+	if (vlen > v->max)
+		return v->rc = HC_E_TOOBIG;
+	if (vlen > v->cap) {
+		uint8_t *p = realloc(v->p, vlen);
+		if (!p)
+			return v->rc = -ENOMEM;
+		v->p = p;
+		v->cap = vlen;
+	}
+	if (vlen)
+		memcpy(v->p, val, vlen);
+	v->len = vlen;
+	v->rc = 0;
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* xorshift64*: the thread's own generator (seeded at slot claim). */
+static uint64_t next_rand(struct hc_thread *t)
+{
+	uint64_t x = t->rng ? t->rng : 0x9e3779b97f4a7c15u;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	t->rng = x;
+	return x * UINT64_C(0x2545f4914f6cdd1d);
+}
+
+/* Uniform in (0, 1]. */
+static double unit_rand(struct hc_thread *t)
+{
+	return (double)((next_rand(t) >> 11) + 1) / 9007199254740992.0;
+}
+
+static int check_opts(const struct hc_load_opts *o)
+{
+	if (o->jitter_pct > 50 || o->flags & ~(uint32_t)(HC_LOAD_NO_XFETCH | HC_LOAD_WRITE_THROUGH))
+		return HC_E_INVAL;
+	if (isnan(o->beta))
+		return HC_E_INVAL;
+	return 0;
+}
+
+/* The XFetch beta of a call: its own, else its entity's, else 1. */
+static double beta_of(const struct hc_cache *c, const struct hc_load_opts *o, uint32_t ent)
+{
+	if (o->flags & HC_LOAD_NO_XFETCH)
+		return -1;
+	if (o->beta != 0)
+		return o->beta;
+	uint32_t b = CMM_LOAD_SHARED(c->entities[ent].beta);
+	if (b == UINT32_MAX)
+		return -1;
+	return b ? b / 1000.0 : 1.0;
+}
+
+/*
+ * XFetch (Vattani et al., VLDB 2015): recompute early when
+ * now - delta * beta * ln(rand) >= expiry, i.e. when -delta*beta*ln(u)
+ * reaches the TTL left.  With u uniform in (0, 1], the chance at a TTL
+ * left of r is exp(-r / (delta * beta)).
+ */
+static bool xfetch(struct hc_thread *t, const struct hc_meta *m, double beta)
+{
+	if (beta <= 0 || m->compute_ms == 0 || m->ttl_left_ms == INT64_MAX)
+		return false;
+	double gap = -(double)m->compute_ms * beta * log(unit_rand(t));
+	return gap >= (double)m->ttl_left_ms;
+}
+
+/* A TTL shortened by up to jitter_pct % at random. */
+static uint32_t jittered(struct hc_thread *t, uint32_t ttl, uint32_t pct)
+{
+	if (!ttl || !pct)
+		return ttl;
+	uint64_t cut = (uint64_t)ttl * pct * (next_rand(t) % 10001u) / 1000000u;
+	return cut >= ttl ? 1 : ttl - (uint32_t)cut;
+}
+
+static uint32_t hist_bucket(uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+	uint32_t b = 0;
+	while (b < HC_HIST_N - 1 && us >= HC_HIST_BOUND_US(b))
+		b++;
+	return b;
+}
+
+/* What one load of one key produced. */
+struct outcome {
+	int rc;		 /* 0, HC_E_NOTFOUND, or the loader's error */
+	struct loaded v; /* the value when rc == 0 */
+	uint32_t ttl_ms, stale_ms, compute_ms;
+};
+
+/* Account for a loader run of @n keys that took @ns. */
+static void count_loads(struct hc_cache *c, uint32_t ent, uint64_t ns, size_t n)
+{
+	hc_count_load(c, ent, HC_LD_LOADS, n);
+	hc_count_load(c, ent, HC_LD_HIST + (int)hist_bucket(ns), n);
+}
+
+/*
+ * Store a load's result in the cache: a value with its TTL (jittered) and
+ * stale window, or a negative entry.  Returns the flight result for waiters.
+ */
+static int publish(struct hc_cache *c, struct hc_thread *t, const void *key, size_t klen,
+		   const struct hc_load_opts *o, struct outcome *r, uint32_t ent)
+{
+	if (r->rc == 0) {
+		r->ttl_ms = jittered(t, r->ttl_ms, o->jitter_pct);
+		struct hc_set_opts so = {
+			.ttl_ms = r->ttl_ms,
+			.stale_ms = r->stale_ms > o->error_ms ? r->stale_ms : o->error_ms,
+			.compute_ms = r->compute_ms,
+			.flags = o->flags & HC_LOAD_WRITE_THROUGH ? HC_SET_WRITE_THROUGH : 0};
+		int rc = hc_set_ex(c, key, klen, r->v.p, r->v.len, &so);
+		return rc == 0 ? 0 : HC_FLIGHT_RETRY; /* waiters load for themselves */
+	}
+	if (r->rc == HC_E_NOTFOUND) {
+		if (o->negative_ttl_ms) {
+			struct hc_set_opts so = {.ttl_ms = o->negative_ttl_ms,
+						 .flags = HC_ENTRY_NEGATIVE};
+			hc_set_ex(c, key, klen, NULL, 0, &so);
+		}
+		return HC_E_NOTFOUND;
+	}
+	hc_count_load(c, ent, HC_LD_LOAD_ERRORS, 1);
+	return r->rc;
+}
+
+/* Run the loader for one key. */
+static void load_one(struct hc_cache *c, const void *key, size_t klen, hc_loader_fn loader,
+		     void *ctx, const struct hc_load_opts *o, uint32_t ent, struct outcome *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->v.max = c->max_value;
+	struct hc_load ld = {.ttl_ms = o->ttl_ms, .stale_ms = o->stale_ms, .priv = &r->v};
+	uint64_t t0 = now_ns();
+	int rc = loader(ctx, key, klen, &ld);
+	uint64_t ns = now_ns() - t0;
+	count_loads(c, ent, ns, 1);
+	if (rc > 0)
+		rc = HC_E_INVAL; /* not a loader's answer */
+	if (rc == 0 && r->v.rc)
+		rc = r->v.rc; /* hc_load_value failed and the loader went on */
+	r->rc = rc;
+	r->ttl_ms = ld.ttl_ms;
+	r->stale_ms = ld.stale_ms;
+	uint64_t ms = (ns + 999999) / 1000000;
+	r->compute_ms = ms > 0xffff ? 0xffff : (uint32_t)ms;
+}
+
+/* Hand a loaded value to the caller, with the meta a fresh entry would have. */
+static int deliver(const struct outcome *r, void *buf, size_t cap, size_t *vlen, struct hc_meta *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->layer = HC_LAYER_ORIGIN;
+	m->source = HC_SRC_ORIGIN;
+	m->compute_ms = r->compute_ms;
+	if (r->rc == HC_E_NOTFOUND) {
+		m->flags = HC_ENTRY_NEGATIVE;
+		return HC_E_NOTFOUND;
+	}
+	m->etag = hc_hash64(r->v.p, r->v.len, HC_SEED_VALUE) >> 16;
+	m->age_ms = 0;
+	if (r->ttl_ms) {
+		m->ttl_left_ms = r->ttl_ms;
+		m->stale_left_ms = (int64_t)r->ttl_ms + r->stale_ms;
+	} else {
+		m->ttl_left_ms = m->stale_left_ms = INT64_MAX;
+		m->age_ms = -1;
+	}
+	*vlen = r->v.len;
+	if (r->v.len > cap)
+		return HC_E_TOOSMALL;
+	if (r->v.len)
+		memcpy(buf, r->v.p, r->v.len);
+	return 0;
+}
+
+/*
+ * What an owner (of a miss, a refresh or a takeover) does: load, publish,
+ * end the flight, answer.  @old: the caller's buffer holds a value of
+ * *vlen bytes described by @m that may answer a failed load (stale-if-error,
+ * or the current value of an early refresh).
+ */
+static int own_load(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, const void *key,
+		    size_t klen, hc_loader_fn loader, void *ctx, const struct hc_load_opts *o,
+		    uint32_t ent, bool old, void *buf, size_t cap, size_t *vlen, struct hc_meta *m)
+{
+	struct outcome r;
+	load_one(c, key, klen, loader, ctx, o, ent, &r);
+	int res = publish(c, t, key, klen, o, &r, ent);
+	if (fl->f)
+		hc_flight_end(c, fl, res);
+	int rc;
+	if (r.rc != 0 && r.rc != HC_E_NOTFOUND && old) {
+		/* the loader failed: the value in hand answers instead */
+		if (m->stale) {
+			m->source = HC_SRC_STALE;
+			hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);
+		}
+		rc = 0;
+	} else if (r.rc != 0 && r.rc != HC_E_NOTFOUND) {
+		rc = r.rc;
+	} else {
+		rc = deliver(&r, buf, cap, vlen, m);
+	}
+	free(r.v.p);
+	return rc;
+}
+
+int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_fn loader, void *ctx,
+		   const struct hc_load_opts *opts, void *buf, size_t cap, size_t *vlen,
+		   struct hc_meta *meta)
+{
+	static const struct hc_load_opts defaults;
+	const struct hc_load_opts *o = opts ? opts : &defaults;
+	int rc = hc_usable(c);
+	if (rc)
+		return rc;
+	if (c->read_only)
+		return HC_E_READONLY;
+	if (!key || !klen || !loader || !vlen || (!buf && cap))
+		return HC_E_INVAL;
+	if (klen > HC_KEY_MAX)
+		return HC_E_TOOBIG;
+	if ((rc = check_opts(o)))
+		return rc;
+	struct hc_thread *t = hc_thread_get(c, &rc);
+	if (!t)
+		return rc;
+	struct hc_meta local;
+	struct hc_meta *m = meta ? meta : &local;
+	const uint32_t ent = hc_entity_id(c, t, key, klen);
+	const uint64_t h = hc_hash64(key, klen, c->seed);
+	const uint32_t lease = o->lease_ms ? o->lease_ms : DEFAULT_LEASE_MS;
+	bool coalesced = false;
+
+	for (int attempt = 0;; attempt++) {
+		size_t n = 0;
+		rc = hc_get_ex(c, key, klen, buf, cap, &n, m, HC_GET_STALE | HC_GET_NEGATIVE);
+		bool old = false; /* buf holds a value that can answer a failed load */
+		if (rc == 0 || rc == HC_E_TOOSMALL) {
+			*vlen = n;
+			m->coalesced = coalesced;
+			if (m->flags & HC_ENTRY_NEGATIVE) {
+				if (!m->stale) {
+					m->source = HC_SRC_NEGATIVE;
+					return HC_E_NOTFOUND;
+				}
+			} else if (!m->stale) {
+				if (coalesced)
+					m->source =
+						HC_SRC_ORIGIN; /* the flight we waited on loaded it */
+				struct hc_fl fl = {0};
+				if (rc == 0 && !coalesced && xfetch(t, m, beta_of(c, o, ent)) &&
+				    hc_flight_enter(c, t, h, false, lease, &fl) == HC_FL_OWNER) {
+					hc_count_load(c, ent, HC_LD_EARLY_REFRESHES, 1);
+					return own_load(c, t, &fl, key, klen, loader, ctx, o, ent,
+							true, buf, cap, vlen, m);
+				}
+				return rc;
+			} else if (-m->ttl_left_ms < (int64_t)o->stale_ms) {
+				/* stale-while-revalidate: one refresh, nobody waits */
+				struct hc_fl fl = {0};
+				if (rc == 0 &&
+				    hc_flight_enter(c, t, h, false, lease, &fl) == HC_FL_OWNER) {
+					hc_count_load(c, ent, HC_LD_STALE_REFRESHES, 1);
+					return own_load(c, t, &fl, key, klen, loader, ctx, o, ent,
+							true, buf, cap, vlen, m);
+				}
+				m->source = HC_SRC_STALE;
+				hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);
+				return rc;
+			} else {
+				old = rc == 0 && -m->ttl_left_ms < (int64_t)o->error_ms;
+			}
+		} else if (rc != HC_E_NOTFOUND) {
+			return rc;
+		}
+
+		/* a miss: one caller on the host loads, the others wait for it */
+		struct hc_fl fl = {0};
+		int role = attempt < MAX_ATTEMPTS ? hc_flight_enter(c, t, h, true, lease, &fl)
+						  : HC_FL_FULL;
+		if (role == HC_FL_JOINED) {
+			int res;
+			if (!coalesced)
+				hc_count_load(c, ent, HC_LD_COALESCED, 1);
+			coalesced = true;
+			role = hc_flight_wait(c, t, &fl, h, ent, lease, &res);
+			if (role == HC_FL_ENDED) {
+				if (res == HC_E_NOTFOUND) {
+					memset(m, 0, sizeof(*m));
+					m->source = HC_SRC_ORIGIN;
+					m->layer = HC_LAYER_ORIGIN;
+					m->flags = HC_ENTRY_NEGATIVE;
+					m->coalesced = 1;
+					return HC_E_NOTFOUND;
+				}
+				if (res < 0) {
+					m->coalesced = 1;
+					if (old) {
+						m->source = HC_SRC_STALE;
+						hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);
+						return 0;
+					}
+					return res;
+				}
+				continue; /* published (or unknown): read it */
+			}
+		}
+		if (role == HC_FL_OWNER) {
+			if (!coalesced) {
+				/* published between our miss and our claim? */
+				size_t n2 = 0;
+				struct hc_meta m2;
+				int rc2 = hc_get_ex(c, key, klen, buf, cap, &n2, &m2, 0);
+				if (rc2 == 0 || rc2 == HC_E_TOOSMALL) {
+					hc_flight_end(c, &fl, 0);
+					*m = m2;
+					*vlen = n2;
+					return rc2;
+				}
+			}
+			hc_count_load(c, ent, HC_LD_LEADERS, 1);
+		} else {
+			hc_count_load(c, ent, HC_LD_UNCOALESCED, 1);
+		}
+		rc = own_load(c, t, &fl, key, klen, loader, ctx, o, ent, old, buf, cap, vlen, m);
+		m->coalesced = coalesced;
+		return rc;
+	}
+}
+
+int hc_entity_beta(struct hc_cache *c, const char *entity, double beta)
+{
+	int rc = hc_usable(c);
+	if (rc)
+		return rc;
+	if (c->read_only)
+		return HC_E_READONLY;
+	if (!entity || isnan(beta) || beta > 1000)
+		return HC_E_INVAL;
+	size_t n = strlen(entity);
+	if (n == 0 || n > HC_ENTITY_NAME_MAX || memchr(entity, ':', n))
+		return HC_E_INVAL;
+	struct hc_thread *t = hc_thread_get(c, &rc);
+	if (!t)
+		return rc;
+	/* the entity of "<entity>:" is the record of that prefix */
+	char key[HC_ENTITY_NAME_MAX + 2];
+	memcpy(key, entity, n);
+	key[n] = ':';
+	uint32_t ent = hc_entity_id(c, t, key, n + 1);
+	if (ent == 0)
+		return HC_E_NOSPACE; /* the entity table is full */
+	uint32_t code = beta == 0 ? 0 : beta < 0 ? UINT32_MAX : (uint32_t)(beta * 1000 + 0.5);
+	if (beta > 0 && code == 0)
+		code = 1;
+	uatomic_set(&c->entities[ent].beta, code);
+	return 0;
+}
+
+int hc_invalidate(struct hc_cache *c, const void *key, size_t klen)
+{
+	int rc = hc_del(c, key, klen);
+	return rc == HC_E_NOTFOUND ? 0 : rc;
+}
+
+/* ---- hc_get_many ---- */
+
+/* Per item state of a batch. */
+struct bstate {
+	struct hc_fl fl;
+	uint64_t h;
+	uint32_t ent;
+	uint8_t role; /* 0 done, HC_FL_OWNER: in the batch, HC_FL_JOINED: wait */
+	uint8_t old;  /* the item's buffer holds a value for a failed load */
+};
+
+int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
+		hc_batch_loader_fn loader, void *ctx, const struct hc_load_opts *opts)
+{
+	static const struct hc_load_opts defaults;
+	const struct hc_load_opts *o = opts ? opts : &defaults;
+	int rc = hc_usable(c);
+	if (rc)
+		return rc;
+	if (c->read_only)
+		return HC_E_READONLY;
+	if ((!items && n) || !loader || n > (1u << 20))
+		return HC_E_INVAL;
+	if ((rc = check_opts(o)))
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		const struct hc_batch_item *it = &items[i];
+		if (!it->key || !it->klen || (!it->buf && it->cap))
+			return HC_E_INVAL;
+		if (it->klen > HC_KEY_MAX)
+			return HC_E_TOOBIG;
+	}
+	struct hc_thread *t = hc_thread_get(c, &rc);
+	if (!t)
+		return rc;
+	if (n == 0)
+		return 0;
+	const uint32_t lease = o->lease_ms ? o->lease_ms : DEFAULT_LEASE_MS;
+	struct bstate *st = calloc(n, sizeof(*st));
+	const struct hc_batch_item **mine = calloc(n, sizeof(*mine));
+	size_t *mine_idx = calloc(n, sizeof(*mine_idx));
+	if (!st || !mine || !mine_idx) {
+		free(st);
+		free(mine);
+		free(mine_idx);
+		return -ENOMEM;
+	}
+
+	/* 1. the cache; then own or join a flight for each miss or due refresh */
+	size_t nmine = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct hc_batch_item *it = &items[i];
+		struct bstate *s = &st[i];
+		struct hc_meta *m = &it->meta;
+		s->ent = hc_entity_id(c, t, it->key, it->klen);
+		s->h = hc_hash64(it->key, it->klen, c->seed);
+		size_t len = 0;
+		it->rc = hc_get_ex(c, it->key, it->klen, it->buf, it->cap, &len, m,
+				   HC_GET_STALE | HC_GET_NEGATIVE);
+		if (it->rc == 0 || it->rc == HC_E_TOOSMALL) {
+			it->vlen = len;
+			if (m->flags & HC_ENTRY_NEGATIVE) {
+				if (!m->stale) {
+					m->source = HC_SRC_NEGATIVE;
+					it->rc = HC_E_NOTFOUND;
+					continue;
+				}
+			} else if (!m->stale) {
+				if (it->rc == 0 && xfetch(t, m, beta_of(c, o, s->ent)) &&
+				    hc_flight_enter(c, t, s->h, false, lease, &s->fl) ==
+					    HC_FL_OWNER) {
+					hc_count_load(c, s->ent, HC_LD_EARLY_REFRESHES, 1);
+					s->role = HC_FL_OWNER;
+					s->old = 1;
+					mine[nmine] = it;
+					mine_idx[nmine++] = i;
+				}
+				continue;
+			} else if (-m->ttl_left_ms < (int64_t)o->stale_ms) {
+				if (it->rc == 0 && hc_flight_enter(c, t, s->h, false, lease,
+								   &s->fl) == HC_FL_OWNER) {
+					hc_count_load(c, s->ent, HC_LD_STALE_REFRESHES, 1);
+					s->role = HC_FL_OWNER;
+					s->old = 1;
+					mine[nmine] = it;
+					mine_idx[nmine++] = i;
+					continue;
+				}
+				m->source = HC_SRC_STALE;
+				hc_count_load(c, s->ent, HC_LD_STALE_SERVED, 1);
+				continue;
+			} else {
+				s->old = it->rc == 0 && -m->ttl_left_ms < (int64_t)o->error_ms;
+			}
+		} else if (it->rc != HC_E_NOTFOUND) {
+			continue;
+		}
+		int role = hc_flight_enter(c, t, s->h, true, lease, &s->fl);
+		if (role == HC_FL_JOINED) {
+			s->role = HC_FL_JOINED;
+			hc_count_load(c, s->ent, HC_LD_COALESCED, 1);
+			continue;
+		}
+		if (role == HC_FL_OWNER)
+			hc_count_load(c, s->ent, HC_LD_LEADERS, 1);
+		else
+			hc_count_load(c, s->ent, HC_LD_UNCOALESCED, 1);
+		s->role = HC_FL_OWNER;
+		mine[nmine] = it;
+		mine_idx[nmine++] = i;
+	}
+
+	/* 2. one batch-loader call for every key this call owns */
+	if (nmine) {
+		struct hc_load *lds = calloc(nmine, sizeof(*lds));
+		struct loaded *vals = calloc(nmine, sizeof(*vals));
+		int *rcs = calloc(nmine, sizeof(*rcs));
+		if (!lds || !vals || !rcs) {
+			rc = -ENOMEM;
+			for (size_t k = 0; k < nmine; k++)
+				if (st[mine_idx[k]].fl.f)
+					hc_flight_end(c, &st[mine_idx[k]].fl, HC_FLIGHT_RETRY);
+			nmine = 0;
+		}
+		for (size_t k = 0; k < nmine; k++) {
+			vals[k].max = c->max_value;
+			lds[k] = (struct hc_load){
+				.ttl_ms = o->ttl_ms, .stale_ms = o->stale_ms, .priv = &vals[k]};
+			rcs[k] = HC_E_NOTFOUND; /* an item the loader skips was not found */
+		}
+		if (nmine) {
+			uint64_t t0 = now_ns();
+			int all = loader(ctx, mine, nmine, lds, rcs);
+			uint64_t ns = now_ns() - t0;
+			uint64_t ms = (ns + 999999) / 1000000;
+			hc_count_load(c, st[mine_idx[0]].ent, HC_LD_BATCH_CALLS, 1);
+			for (size_t k = 0; k < nmine; k++) {
+				size_t i = mine_idx[k];
+				struct hc_batch_item *it = &items[i];
+				struct bstate *s = &st[i];
+				count_loads(c, s->ent, ns, 1);
+				struct outcome r = {.rc = all ? all : rcs[k],
+						    .v = vals[k],
+						    .ttl_ms = lds[k].ttl_ms,
+						    .stale_ms = lds[k].stale_ms,
+						    .compute_ms =
+							    ms > 0xffff ? 0xffff : (uint32_t)ms};
+				if (r.rc > 0)
+					r.rc = HC_E_INVAL;
+				if (r.rc == 0 && r.v.rc)
+					r.rc = r.v.rc;
+				int res = publish(c, t, it->key, it->klen, o, &r, s->ent);
+				if (s->fl.f)
+					hc_flight_end(c, &s->fl, res);
+				if (r.rc != 0 && r.rc != HC_E_NOTFOUND && s->old) {
+					if (it->meta.stale) {
+						it->meta.source = HC_SRC_STALE;
+						hc_count_load(c, s->ent, HC_LD_STALE_SERVED, 1);
+					}
+					it->rc = 0;
+				} else if (r.rc != 0 && r.rc != HC_E_NOTFOUND) {
+					it->rc = r.rc;
+				} else {
+					it->rc =
+						deliver(&r, it->buf, it->cap, &it->vlen, &it->meta);
+				}
+				free(vals[k].p);
+			}
+		}
+		free(lds);
+		free(vals);
+		free(rcs);
+	}
+
+	/* 3. the keys other callers were loading: wait, or load alone if that fails */
+	for (size_t i = 0; i < n; i++) {
+		struct hc_batch_item *it = &items[i];
+		struct bstate *s = &st[i];
+		if (s->role != HC_FL_JOINED)
+			continue;
+		int res;
+		int role = hc_flight_wait(c, t, &s->fl, s->h, s->ent, lease, &res);
+		if (role == HC_FL_ENDED) {
+			if (res == 0 || res == HC_FLIGHT_RETRY) {
+				size_t len = 0;
+				it->rc = hc_get_ex(c, it->key, it->klen, it->buf, it->cap, &len,
+						   &it->meta, 0);
+				it->vlen = len;
+				if (it->rc != HC_E_NOTFOUND) {
+					it->meta.source = HC_SRC_ORIGIN;
+					it->meta.coalesced = 1;
+					continue;
+				}
+			} else if (res == HC_E_NOTFOUND) {
+				memset(&it->meta, 0, sizeof(it->meta));
+				it->meta.source = HC_SRC_ORIGIN;
+				it->meta.layer = HC_LAYER_ORIGIN;
+				it->meta.flags = HC_ENTRY_NEGATIVE;
+				it->meta.coalesced = 1;
+				it->rc = HC_E_NOTFOUND;
+				continue;
+			} else {
+				it->meta.coalesced = 1;
+				if (s->old) {
+					it->meta.source = HC_SRC_STALE;
+					hc_count_load(c, s->ent, HC_LD_STALE_SERVED, 1);
+					it->rc = 0;
+				} else {
+					it->rc = res;
+				}
+				continue;
+			}
+		}
+		if (role == HC_FL_OWNER) {
+			/* took it over: load this key alone through the batch loader */
+			hc_count_load(c, s->ent, HC_LD_LEADERS, 1);
+		} else {
+			s->fl.f = NULL;
+		}
+		const struct hc_batch_item *one[1] = {it};
+		struct loaded v = {.max = c->max_value};
+		struct hc_load ld = {.ttl_ms = o->ttl_ms, .stale_ms = o->stale_ms, .priv = &v};
+		int r1 = HC_E_NOTFOUND;
+		uint64_t t0 = now_ns();
+		int all = loader(ctx, one, 1, &ld, &r1);
+		uint64_t ns = now_ns() - t0;
+		hc_count_load(c, s->ent, HC_LD_BATCH_CALLS, 1);
+		count_loads(c, s->ent, ns, 1);
+		uint64_t ms = (ns + 999999) / 1000000;
+		struct outcome r = {.rc = all ? all : r1,
+				    .v = v,
+				    .ttl_ms = ld.ttl_ms,
+				    .stale_ms = ld.stale_ms,
+				    .compute_ms = ms > 0xffff ? 0xffff : (uint32_t)ms};
+		if (r.rc > 0)
+			r.rc = HC_E_INVAL;
+		if (r.rc == 0 && v.rc)
+			r.rc = v.rc;
+		int res2 = publish(c, t, it->key, it->klen, o, &r, s->ent);
+		if (s->fl.f)
+			hc_flight_end(c, &s->fl, res2);
+		if (r.rc != 0 && r.rc != HC_E_NOTFOUND)
+			it->rc = s->old ? 0 : r.rc;
+		else
+			it->rc = deliver(&r, it->buf, it->cap, &it->vlen, &it->meta);
+		free(v.p);
+	}
+	free(st);
+	free(mine);
+	free(mine_idx);
+	if (rc < 0)
+		return rc;
+	int ok = 0;
+	for (size_t i = 0; i < n; i++)
+		ok += items[i].rc == 0;
+	return ok;
+}
