@@ -115,6 +115,9 @@ static bool xfetch(struct hc_thread *t, const struct hc_meta *m, double beta)
 {
 	if (beta <= 0 || m->compute_ms == 0 || m->ttl_left_ms == INT64_MAX)
 		return false;
+	/* -ln(u) <= 37 for u >= 2^-53: far from expiry no draw can fire */
+	if ((double)m->ttl_left_ms > 37.0 * m->compute_ms * beta)
+		return false;
 	double gap = -(double)m->compute_ms * beta * log(unit_rand(t));
 	return gap >= (double)m->ttl_left_ms;
 }

@@ -23,13 +23,20 @@
  *           layers: {l1: C, l2: C, origin: C},
  *           classes: [{class, block_size, slabs, items, bytes}]
  *                    (only classes that have slabs or items),
- *           entities: [{name, layers: {l1: C, l2: C, origin: C}}]
+ *           entities: [{name, layers: {l1: C, l2: C, origin: C}, loading: L,
+ *                       beta}]  (beta x 1000; -1000 when XFetch is off)
  *                    (name "" for keys without an "entity:" prefix),
+ *           loading: {flights_total, flights_active, L},
  *           reclamation: {epoch, safe_epoch, reclaim_waits, reclaim_stalls,
  *                         slots_reaped, blocks_recovered, slab_moves,
  *                         index_evictions}}
  *   where C = {hits, misses, sets, deletes, evictions, expirations,
- *              stale_hits, negative_hits, errors, set_fails}.
+ *              stale_hits, negative_hits, errors, set_fails}
+ *   and   L = {leaders, coalesced, takeovers, lease_expiries,
+ *              early_refreshes, stale_refreshes, stale_served, loads,
+ *              load_errors, uncoalesced, batch_calls,
+ *              load_latency: [{le_us, count}] (le_us 0 for the last bucket:
+ *              no upper bound)}.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -266,6 +273,50 @@ static void counters_json(struct json *j, const char *key, const struct hc_count
 	json_close(j, '}');
 }
 
+static const char *const load_names[] = {
+	"leaders",	   "coalesced",	      "takeovers",    "lease_expiries",
+	"early_refreshes", "stale_refreshes", "stale_served", "loads",
+	"load_errors",	   "uncoalesced",     "batch_calls",
+};
+#define NLOAD (sizeof(load_names) / sizeof(load_names[0]))
+_Static_assert(NLOAD * sizeof(uint64_t) == offsetof(struct hc_load_stats, load_hist),
+	       "a name per loading counter");
+
+static uint64_t load_counter(const struct hc_load_stats *l, size_t k)
+{
+	return ((const uint64_t *)l)[k];
+}
+
+static void loading_members(struct json *j, const struct hc_load_stats *l)
+{
+	for (size_t k = 0; k < NLOAD; k++)
+		json_u64(j, load_names[k], load_counter(l, k));
+	json_open(j, "load_latency", '[');
+	for (int b = 0; b < HC_HIST_N; b++) {
+		json_open(j, NULL, '{');
+		json_u64(j, "le_us", b == HC_HIST_N - 1 ? 0 : HC_HIST_BOUND_US(b));
+		json_u64(j, "count", l->load_hist[b]);
+		json_close(j, '}');
+	}
+	json_close(j, ']');
+}
+
+/* Upper bound (us) of the bucket that holds quantile @q of the loads; 0 if none. */
+static uint64_t hist_quantile(const struct hc_load_stats *l, double q)
+{
+	uint64_t n = 0, seen = 0;
+	for (int b = 0; b < HC_HIST_N; b++)
+		n += l->load_hist[b];
+	if (!n)
+		return 0;
+	for (int b = 0; b < HC_HIST_N; b++) {
+		seen += l->load_hist[b];
+		if ((double)seen >= q * (double)n)
+			return HC_HIST_BOUND_US(b);
+	}
+	return HC_HIST_BOUND_US(HC_HIST_N - 1);
+}
+
 static void layers_json(struct json *j, const struct hc_counters *layer)
 {
 	json_open(j, "layers", '{');
@@ -318,9 +369,19 @@ static void stats_json(const char *name, const struct hc_stats *s)
 		json_member(&j, "name");
 		json_string(j.f, es->name, strnlen(es->name, sizeof(es->name)));
 		layers_json(&j, es->layer);
+		json_open(&j, "loading", '{');
+		loading_members(&j, &es->load);
+		json_close(&j, '}');
+		json_i64(&j, "beta", (int64_t)(es->beta * 1000));
 		json_close(&j, '}');
 	}
 	json_close(&j, ']');
+
+	json_open(&j, "loading", '{');
+	json_u64(&j, "flights_total", s->flights_total);
+	json_u64(&j, "flights_active", s->flights_active);
+	loading_members(&j, &s->load);
+	json_close(&j, '}');
 
 	json_open(&j, "reclamation", '{');
 	json_u64(&j, "epoch", s->epoch);
@@ -395,6 +456,37 @@ static void stats_text(const char *name, const struct hc_stats *s)
 		for (int l = 0; l < HC_LAYER_COUNT; l++)
 			if (l == HC_LAYER_L1 || !counters_zero(&es->layer[l]))
 				counters_row(shown, l, &es->layer[l]);
+	}
+
+	const struct hc_load_stats *l = &s->load;
+	printf("\nloading      %" PRIu32 " of %" PRIu32 " flight records in use\n",
+	       s->flights_active, s->flights_total);
+	printf("  loads              %" PRIu64 " (%" PRIu64 " failed); %" PRIu64
+	       " batch-loader calls\n",
+	       l->loads, l->load_errors, l->batch_calls);
+	if (l->loads)
+		printf("  load latency       p50 <= %" PRIu64 " us, p99 <= %" PRIu64 " us\n",
+		       hist_quantile(l, 0.5), hist_quantile(l, 0.99));
+	printf("  single-flight      %" PRIu64 " leaders, %" PRIu64 " coalesced waiters, %" PRIu64
+	       " takeovers, %" PRIu64 " lease expiries, %" PRIu64 " uncoalesced\n",
+	       l->leaders, l->coalesced, l->takeovers, l->lease_expiries, l->uncoalesced);
+	printf("  refreshes          %" PRIu64 " early (XFetch), %" PRIu64
+	       " stale-while-revalidate; %" PRIu64 " stale values served\n",
+	       l->early_refreshes, l->stale_refreshes, l->stale_served);
+	for (uint32_t e = 0; e < s->nentities && e < HC_MAX_ENTITIES; e++) {
+		const struct hc_entity_stats *es = &s->entity[e];
+		if (!es->load.loads && !es->load.coalesced && !es->load.stale_served)
+			continue;
+		char shown[24];
+		size_t n = strnlen(es->name, sizeof(es->name));
+		if (n)
+			shm_escape(shown, sizeof(shown), es->name, n);
+		else
+			snprintf(shown, sizeof(shown), "(no prefix)");
+		printf("  %-16s %" PRIu64 " loads, %" PRIu64 " coalesced, %" PRIu64
+		       " stale served, p50 <= %" PRIu64 " us, beta %.2f\n",
+		       shown, es->load.loads, es->load.coalesced, es->load.stale_served,
+		       hist_quantile(&es->load, 0.5), es->beta);
 	}
 
 	printf("\nreclamation\n");
