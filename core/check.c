@@ -186,6 +186,28 @@ static bool owner_current(const struct hc_cache *c, uint64_t p)
 	return HC_TS_STATE(o) == HC_TS_ACTIVE && HC_TS_GEN(o) == HC_OWNER_GENOF(p);
 }
 
+/*
+ * Flight records: an owner must name a thread slot; one whose thread is gone
+ * is a warning (a waiter or maintenance frees it).  A free record's lease
+ * and outcome are left as they were: they name their flight.
+ */
+static void check_flights(struct walk *w)
+{
+	const struct hc_cache *c = &w->c;
+	for (uint32_t i = 0; i < c->nflights; i++) {
+		uint64_t word = c->flights[i].word;
+		if (!word)
+			continue;
+		uint64_t p = word & 0xffffffffu;
+		if (HC_OWNER_SLOT(p) >= c->max_threads)
+			finding(w, HC_CHECK_ERROR, "flight %u: owner slot %u beyond %u slots", i,
+				HC_OWNER_SLOT(p), c->max_threads);
+		else if (!owner_current(c, p))
+			finding(w, HC_CHECK_WARN, "flight %u: its owner (slot %u) is gone", i,
+				HC_OWNER_SLOT(p));
+	}
+}
+
 /* Validate a published entry; false (with a finding) if it is malformed. */
 static bool check_entry(struct walk *w, uint64_t off, const struct hc_entry *e)
 {
@@ -395,6 +417,7 @@ int hc_check_image(const void *image, size_t len,
 		int64_t live_per_class[HC_MAX_CLASSES] = {0};
 		check_entities(&w);
 		check_slots(&w);
+		check_flights(&w);
 		check_blocks(&w, live_per_class);
 		int rc = check_index(&w);
 		if (rc < 0)

@@ -223,6 +223,26 @@ int hc_flight_wait(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, ui
 	return HC_FL_ENDED;
 }
 
+/*
+ * Free the flights of owners that are gone (maintenance, after dead slots
+ * were reaped): a flight nobody waits on would otherwise keep its record
+ * until the key is asked for again.  Returns how many were freed.
+ */
+uint32_t hc_flights_reclaim(struct hc_cache *c)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->nflights; i++) {
+		struct hc_flight *f = &c->flights[i];
+		uint64_t w = CMM_LOAD_SHARED(f->word);
+		if (!w || !owner_gone(c, w))
+			continue;
+		struct hc_fl fl = {.f = f, .word = w};
+		hc_flight_end(c, &fl, HC_FLIGHT_RETRY);
+		n += fl.f == NULL;
+	}
+	return n;
+}
+
 /* Records loading now (for stats). */
 uint32_t hc_flights_active(const struct hc_cache *c)
 {

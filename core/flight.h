@@ -30,5 +30,6 @@ int hc_flight_wait(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, ui
 		   uint32_t ent, uint32_t lease_ms, int *result);
 void hc_flight_end(struct hc_cache *c, struct hc_fl *fl, int result);
 uint32_t hc_flights_active(const struct hc_cache *c);
+uint32_t hc_flights_reclaim(struct hc_cache *c);
 
 #endif

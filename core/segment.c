@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "flight.h"
 
 #define DEFAULT_SIZE (UINT64_C(64) << 20)
 #define DEFAULT_THREADS 128u
@@ -575,6 +576,7 @@ int64_t hc_maintain(struct hc_cache *c, uint64_t budget)
 	if (!t)
 		return rc;
 	hc_readers(c, 1, NULL, NULL);
+	hc_flights_reclaim(c);
 	hc_synchronize(c, t, NULL);
 	return hc_sweep_expired(c, t, budget);
 }

@@ -611,7 +611,8 @@ int hc_readers(struct hc_cache *c, int reap, void (*fn)(void *ctx, const struct 
 
 /*
  * hc_maintain - one round of background maintenance: reap dead thread slots,
- * recover blocks of dead writers, advance the grace period, drop expired
+ * free the flights of dead loaders, recover blocks of dead writers, advance
+ * the grace period, drop expired
  * entries (at most @budget blocks examined; 0 = all).  Returns the number of
  * entries expired or an error.  Safe to run from any process at any time.
  */
