@@ -35,6 +35,7 @@ struct shared {
 	uint64_t bad_values;
 	uint64_t errors;
 	uint64_t max_op_ns;
+	uint64_t loads;
 };
 
 static struct shared *sh;
@@ -51,6 +52,21 @@ static void note_latency(uint64_t ns)
 	while (ns > cur && !__atomic_compare_exchange_n(&sh->max_op_ns, &cur, ns, 0,
 							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
+}
+
+/* The origin of the "crashload:" keys: slow enough to be killed in, checked values. */
+static int crash_loader(void *ctx, const void *key, size_t klen, struct hc_load *ld)
+{
+	uint64_t *rng = ctx;
+	uint32_t k = (uint32_t)strtoul((const char *)key + 10, NULL, 10);
+	(void)klen;
+	uint64_t r = tu_rand(rng);
+	if (r % 4 == 0)
+		usleep((useconds_t)(r % 3000));
+	static uint8_t val[4096];
+	size_t n = tu_make_value(val, 16 + (r >> 8) % 3000, k, (uint32_t)r);
+	__atomic_add_fetch(&sh->loads, 1, __ATOMIC_RELAXED);
+	return hc_load_value(ld, val, n);
 }
 
 static void worker(int writer)
@@ -77,6 +93,16 @@ static void worker(int writer)
 			rc = hc_set(c, key, (size_t)kl, buf, n, (what == 0) ? 50 : 0);
 		} else if (writer && what == 4) {
 			rc = hc_del(c, key, (size_t)kl);
+		} else if (what == 6) {
+			/* single-flight loads, stale refreshes and takeovers under SIGKILL */
+			struct hc_load_opts lo = {.ttl_ms = 30, .stale_ms = 20, .lease_ms = 500};
+			char lkey[32];
+			int ll = snprintf(lkey, sizeof(lkey), "crashload:%u", k % 64);
+			size_t n;
+			rc = hc_get_or_load(c, lkey, (size_t)ll, crash_loader, &rng, &lo, buf,
+					    sizeof(buf), &n, NULL);
+			if (rc == 0 && tu_check_value(buf, n, k % 64) != 0)
+				__atomic_add_fetch(&sh->bad_values, 1, __ATOMIC_RELAXED);
 		} else if (what == 5) {
 			struct hc_view v;
 			rc = hc_view_get(c, key, (size_t)kl, &v);
@@ -174,6 +200,11 @@ int main(int argc, char **argv)
 	       (unsigned long long)still_windows, (unsigned long long)windows,
 	       (unsigned long long)s0.slots_reaped, (unsigned long long)s0.blocks_recovered,
 	       (unsigned long long)s0.slab_moves);
+	printf("crash: %llu loads, %llu single-flight leaders, %llu coalesced, %llu takeovers, "
+	       "%llu lease expiries\n",
+	       (unsigned long long)sh->loads, (unsigned long long)s0.load.leaders,
+	       (unsigned long long)s0.load.coalesced, (unsigned long long)s0.load.takeovers,
+	       (unsigned long long)s0.load.lease_expiries);
 	CHECK(sh->bad_values == 0);
 	CHECK(sh->errors == 0);
 	CHECK(kills > 50);
