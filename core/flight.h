@@ -31,5 +31,6 @@ int hc_flight_wait(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, ui
 void hc_flight_end(struct hc_cache *c, struct hc_fl *fl, int result);
 uint32_t hc_flights_active(const struct hc_cache *c);
 uint32_t hc_flights_reclaim(struct hc_cache *c);
+void hc_refresher_stop(struct hc_cache *c); /* load.c */
 
 #endif

@@ -136,6 +136,7 @@ struct hc_cache {
 	pthread_mutex_t lock;	   /* guards threads */
 	struct hc_thread *threads; /* every thread record of this handle */
 	uint32_t stalled_slot;	   /* the last reader found stalled, for the log */
+	struct hc_refresher *bg;   /* HC_LOAD_BACKGROUND refresher thread (load.c); lock */
 };
 
 extern uint64_t hc_fork_gen;

@@ -10,8 +10,10 @@
  *
  * Refreshes run in the caller that wins them (inline), so no thread runs
  * behind the application's back and the loader's context never outlives
- * the call; a refresh is a flight taken without waiting, so at most one
- * runs per key per host and no other caller waits for it.
+ * the call; with HC_LOAD_BACKGROUND they run in the handle's refresher
+ * thread instead and the winner returns at once too.  A refresh is a
+ * flight taken without waiting, so at most one runs per key per host and
+ * no other caller waits for it.
  *
  * A loaded value is stored with the time its loader took (XFetch's delta)
  * and with a stale window of max(stale_ms, error_ms): past its TTL it is
@@ -20,6 +22,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,7 +31,8 @@
 #include "flight.h"
 
 #define DEFAULT_LEASE_MS 10000u
-#define MAX_ATTEMPTS 4 /* flights that ended without a value before loading alone */
+#define MAX_ATTEMPTS 4	 /* flights that ended without a value before loading alone */
+#define BG_QUEUE_MAX 256 /* refreshes queued for the refresher thread at most */
 
 /* The value a loader gives (struct hc_load.priv). */
 struct loaded {
@@ -85,7 +89,8 @@ static double unit_rand(struct hc_thread *t)
 
 static int check_opts(const struct hc_load_opts *o)
 {
-	if (o->jitter_pct > 50 || o->flags & ~(uint32_t)(HC_LOAD_NO_XFETCH | HC_LOAD_WRITE_THROUGH))
+	if (o->jitter_pct > 50 ||
+	    o->flags & ~(uint32_t)(HC_LOAD_NO_XFETCH | HC_LOAD_WRITE_THROUGH | HC_LOAD_BACKGROUND))
 		return HC_E_INVAL;
 	if (isnan(o->beta))
 		return HC_E_INVAL;
@@ -265,6 +270,148 @@ static int own_load(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, c
 	return rc;
 }
 
+/* ---- the refresher thread (HC_LOAD_BACKGROUND) ---- */
+
+struct job {
+	struct job *next;
+	hc_loader_fn loader;
+	void *ctx;
+	struct hc_load_opts o;
+	struct hc_fl fl;
+	uint32_t ent;
+	size_t klen;
+	uint8_t key[];
+};
+
+struct hc_refresher {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool stop;
+	unsigned n;
+	struct job *head, *tail;
+};
+
+static void *refresher_main(void *arg)
+{
+	struct hc_cache *c = arg;
+	struct hc_refresher *bg = c->bg;
+	pthread_mutex_lock(&bg->lock);
+	for (;;) {
+		while (!bg->stop && !bg->head)
+			pthread_cond_wait(&bg->cond, &bg->lock);
+		struct job *j = bg->head;
+		if (!j)
+			break; /* stopping and drained */
+		bg->head = j->next;
+		if (!bg->head)
+			bg->tail = NULL;
+		bg->n--;
+		bool stop = bg->stop;
+		pthread_mutex_unlock(&bg->lock);
+		if (stop) {
+			hc_flight_end(c, &j->fl, HC_FLIGHT_RETRY); /* closing: not loaded */
+		} else {
+			struct outcome r;
+			int err = 0;
+			load_one(c, j->key, j->klen, j->loader, j->ctx, &j->o, j->ent, &r);
+			struct hc_thread *t = hc_thread_get(c, &err);
+			int res = t ? publish(c, t, j->key, j->klen, &j->o, &r, j->ent)
+				    : HC_FLIGHT_RETRY;
+			hc_flight_end(c, &j->fl, res);
+			free(r.v.p);
+		}
+		free(j);
+		pthread_mutex_lock(&bg->lock);
+	}
+	pthread_mutex_unlock(&bg->lock);
+	return NULL;
+}
+
+/* Queue an owned refresh flight for the refresher thread; false if it cannot. */
+static bool refresh_later(struct hc_cache *c, struct hc_fl *fl, const void *key, size_t klen,
+			  hc_loader_fn loader, void *ctx, const struct hc_load_opts *o,
+			  uint32_t ent)
+{
+	pthread_mutex_lock(&c->lock);
+	if (!c->bg) {
+		struct hc_refresher *bg = calloc(1, sizeof(*bg));
+		if (bg) {
+			pthread_mutex_init(&bg->lock, NULL);
+			pthread_cond_init(&bg->cond, NULL);
+			c->bg = bg;
+			if (pthread_create(&bg->thread, NULL, refresher_main, c) != 0) {
+				c->bg = NULL;
+				free(bg);
+			}
+		}
+	}
+	struct hc_refresher *bg = c->bg;
+	pthread_mutex_unlock(&c->lock);
+	struct job *j = bg ? malloc(sizeof(*j) + klen) : NULL;
+	if (!j)
+		return false;
+	*j = (struct job){
+		.loader = loader, .ctx = ctx, .o = *o, .fl = *fl, .ent = ent, .klen = klen};
+	memcpy(j->key, key, klen);
+	pthread_mutex_lock(&bg->lock);
+	bool ok = !bg->stop && bg->n < BG_QUEUE_MAX;
+	if (ok) {
+		if (bg->tail)
+			bg->tail->next = j;
+		else
+			bg->head = j;
+		bg->tail = j;
+		bg->n++;
+		pthread_cond_signal(&bg->cond);
+	}
+	pthread_mutex_unlock(&bg->lock);
+	if (!ok)
+		free(j);
+	return ok;
+}
+
+/* hc_close: stop the refresher thread; refreshes still queued end unloaded. */
+void hc_refresher_stop(struct hc_cache *c)
+{
+	struct hc_refresher *bg = c->bg;
+	if (!bg)
+		return;
+	c->bg = NULL;
+	if (c->fork_gen != hc_fork_gen) {
+		free(bg); /* a forked child: the thread and its flights are the parent's */
+		return;
+	}
+	pthread_mutex_lock(&bg->lock);
+	bg->stop = true;
+	pthread_cond_signal(&bg->cond);
+	pthread_mutex_unlock(&bg->lock);
+	pthread_join(bg->thread, NULL);
+	pthread_cond_destroy(&bg->cond);
+	pthread_mutex_destroy(&bg->lock);
+	free(bg);
+}
+
+/*
+ * A refresh this caller owns (@fl): with HC_LOAD_BACKGROUND queued for the
+ * refresher thread while the value in @buf (lookup result @rc) answers
+ * now; else run here.
+ */
+static int refresh(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, const void *key,
+		   size_t klen, hc_loader_fn loader, void *ctx, const struct hc_load_opts *o,
+		   uint32_t ent, int rc, void *buf, size_t cap, size_t *vlen, struct hc_meta *m)
+{
+	if ((o->flags & HC_LOAD_BACKGROUND) &&
+	    refresh_later(c, fl, key, klen, loader, ctx, o, ent)) {
+		if (m->stale) {
+			m->source = HC_SRC_STALE;
+			hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);
+		}
+		return rc;
+	}
+	return own_load(c, t, fl, key, klen, loader, ctx, o, ent, true, buf, cap, vlen, m);
+}
+
 int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_fn loader, void *ctx,
 		   const struct hc_load_opts *opts, void *buf, size_t cap, size_t *vlen,
 		   struct hc_meta *meta)
@@ -312,8 +459,8 @@ int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_f
 				if (rc == 0 && !coalesced && xfetch(t, m, beta_of(c, o, ent)) &&
 				    hc_flight_enter(c, t, h, false, lease, &fl) == HC_FL_OWNER) {
 					hc_count_load(c, ent, HC_LD_EARLY_REFRESHES, 1);
-					return own_load(c, t, &fl, key, klen, loader, ctx, o, ent,
-							true, buf, cap, vlen, m);
+					return refresh(c, t, &fl, key, klen, loader, ctx, o, ent,
+						       rc, buf, cap, vlen, m);
 				}
 				return rc;
 			} else if (-m->ttl_left_ms < (int64_t)o->stale_ms) {
@@ -322,8 +469,8 @@ int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_f
 				if (rc == 0 &&
 				    hc_flight_enter(c, t, h, false, lease, &fl) == HC_FL_OWNER) {
 					hc_count_load(c, ent, HC_LD_STALE_REFRESHES, 1);
-					return own_load(c, t, &fl, key, klen, loader, ctx, o, ent,
-							true, buf, cap, vlen, m);
+					return refresh(c, t, &fl, key, klen, loader, ctx, o, ent,
+						       rc, buf, cap, vlen, m);
 				}
 				m->source = HC_SRC_STALE;
 				hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);

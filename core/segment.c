@@ -513,6 +513,7 @@ void hc_close(struct hc_cache *c)
 {
 	if (!c)
 		return;
+	hc_refresher_stop(c);
 	/* in a forked child the slots are the parent's: only unmap */
 	if (c->fork_gen == hc_fork_gen && !c->read_only)
 		hc_threads_close(c);

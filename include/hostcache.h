@@ -331,6 +331,13 @@ int hc_load_value(struct hc_load *ld, const void *val, size_t vlen);
 /* hc_load_opts.flags */
 #define HC_LOAD_NO_XFETCH 0x1u	   /* no probabilistic early recompute */
 #define HC_LOAD_WRITE_THROUGH 0x2u /* loaded values go to L2 as well (the agent) */
+/*
+ * Refreshes (XFetch and stale-while-revalidate) run in the handle's
+ * refresher thread (started on first use, stopped by hc_close) and every
+ * caller returns the current value at once.  @ctx must then stay valid
+ * until hc_close(); with the queue full (256) the caller refreshes inline.
+ */
+#define HC_LOAD_BACKGROUND 0x4u
 
 /*
  * Options of hc_get_or_load().  Zero-initialised means: values never
@@ -361,11 +368,14 @@ struct hc_load_opts {
  *   fresh hit      returned at once.  If XFetch draws an early recompute
  *                  (now - compute_ms * beta * ln(rand()) >= expiry), this
  *                  caller refreshes the key (single-flight: a caller that
- *                  finds a refresh running returns the current value).
+ *                  finds a refresh running returns the current value); with
+ *                  HC_LOAD_BACKGROUND the refresher thread does, and this
+ *                  caller returns the current value too.
  *   stale hit      (past ttl, inside stale_ms) returned at once, except to
  *                  the one caller on the host that wins the refresh: it runs
  *                  the loader and returns the new value (or, on a loader
- *                  error, the stale one).  Nobody else waits.
+ *                  error, the stale one), or with HC_LOAD_BACKGROUND hands
+ *                  it to the refresher thread.  Nobody else waits.
  *   miss           one caller on the host (the owner of the key's flight)
  *                  runs the loader and publishes the value; every other
  *                  caller, in any process, sleeps on the flight's futex and
@@ -412,8 +422,10 @@ typedef int (*hc_batch_loader_fn)(void *ctx, const struct hc_batch_item *const *
  * hc_get_many - hc_get_or_load for @n keys at once: hits are served from the
  * cache, the misses this call owns are loaded with ONE call of @loader, and
  * misses another caller is already loading are waited for (coalesced).
- * Each item's rc and meta are set as hc_get_or_load would.  Returns the
- * number of items with rc 0, or an error for the whole call (HC_E_INVAL).
+ * Each item's rc and meta are set as hc_get_or_load would; refreshes that
+ * fall due (XFetch, stale-while-revalidate) join the same batch-loader call
+ * (HC_LOAD_BACKGROUND does not apply to batches).  Returns the number of
+ * items with rc 0, or an error for the whole call (HC_E_INVAL).
  */
 int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 		hc_batch_loader_fn loader, void *ctx, const struct hc_load_opts *opts);

@@ -458,6 +458,65 @@ static void test_swr(void)
 
 #define NCO 8
 
+/*
+ * HC_LOAD_BACKGROUND: the refresh runs in the handle's refresher thread, so
+ * even the caller that wins it returns the stale value at once; the new
+ * value lands in the cache when the loader is done.  hc_close with a refresh
+ * queued or running neither hangs nor leaves a flight behind.
+ */
+static void test_background(void)
+{
+	const char *name;
+	struct hc_cache *c = seg_open("load-bg", &name);
+	struct hc_load_opts o = {.ttl_ms = 50, .stale_ms = 5000, .flags = HC_LOAD_BACKGROUND};
+	char buf[256];
+	size_t n;
+	struct hc_meta m;
+	struct lctx old = {.val = "old"};
+	CHECK_RC(gol(c, "bg:1", &old, &o, buf, sizeof(buf), &n, &m), 0);
+	tu_sleep_ms(80);
+
+	/* the refreshed value lives a minute, so the reads below find it fresh */
+	struct lctx fresh = {.val = "new", .sleep_ms = 200, .set_ttl = 1, .new_ttl = 60000};
+	for (int i = 0; i < 3; i++) {
+		uint64_t t0 = tu_now_ns();
+		CHECK_RC(gol(c, "bg:1", &fresh, &o, buf, sizeof(buf), &n, &m), 0);
+		uint64_t ms = ms_since(t0);
+		CHECK(m.source == HC_SRC_STALE && is_str(buf, n, "old"));
+		CHECK(ms < 100); /* the loader sleeps 200 ms in the refresher thread */
+	}
+	tu_sleep_ms(400);
+	CHECK(__atomic_load_n(&fresh.calls, __ATOMIC_SEQ_CST) == 1);
+	struct hc_load_opts plain = o;
+	plain.flags = HC_LOAD_NO_XFETCH;
+	CHECK_RC(gol(c, "bg:1", &fresh, &plain, buf, sizeof(buf), &n, &m), 0);
+	CHECK(m.source == HC_SRC_L1 && is_str(buf, n, "new"));
+	CHECK(fresh.calls == 1);
+	struct hc_stats st;
+	CHECK_RC(hc_stats(c, &st), 0);
+	CHECK(st.load.stale_refreshes == 1 && st.load.stale_served == 3);
+
+	/* close while a refresh runs: it finishes, then the handle goes */
+	CHECK_RC(gol(c, "bg:2", &old, &o, buf, sizeof(buf), &n, &m), 0);
+	tu_sleep_ms(80);
+	struct lctx slow = {.val = "slow", .sleep_ms = 150};
+	CHECK_RC(gol(c, "bg:2", &slow, &o, buf, sizeof(buf), &n, &m), 0);
+	CHECK(m.source == HC_SRC_STALE);
+	tu_sleep_ms(20); /* the refresher has taken it */
+	uint64_t t0 = tu_now_ns();
+	hc_close(c);
+	CHECK(ms_since(t0) < 1000);
+	CHECK(slow.calls == 1);
+	struct hc_options ro = {0};
+	REQUIRE(hc_open(name, &ro, &c) == 0);
+	struct hc_check_result r;
+	CHECK_RC(hc_check(c, NULL, NULL, &r), 0);
+	CHECK(r.errors == 0 && r.warnings == 0);
+	CHECK_RC(hc_stats(c, &st), 0);
+	CHECK(st.flights_active == 0);
+	seg_close(c, name);
+}
+
 static void test_coalesce(void)
 {
 	const char *name;
@@ -1056,6 +1115,7 @@ int main(void)
 	test_negative();
 	test_errors();
 	test_swr();
+	test_background();
 	test_coalesce();
 	test_xfetch();
 	test_jitter();
