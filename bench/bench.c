@@ -18,6 +18,14 @@
  *   zipf_hit      hit ratio of hostcache (CLOCK) against an exact LRU of the
  *                 same capacity on a Zipf(0.99) stream: get, and set on a
  *                 miss, over --keys distinct keys with room for ~10 %.
+ *   load_hit      hc_get_or_load (XFetch on, and off) on fresh hits against
+ *                 hc_get on the same 1,000 hot keys: p50 ns and the difference.
+ *   stampede      4 processes x 16 threads ask for one missing key at once
+ *                 (50 ms loader): origin calls per stampede (must be 1) and
+ *                 the waiters' wake latency, against a cache inside each
+ *                 process (4 origin calls).
+ *   stampede_keys the same callers over 1,000 missing keys (1 ms loader):
+ *                 origin calls (must be 1,000) and wall time.
  *
  * Every get/set/mix case runs on both systems with the same seed, so both
  * see the same keys in the same order.  Processes are fork()ed workers that
@@ -34,8 +42,8 @@
  *
  * Running it:
  *
- *   ninja -C build && build/bench/hostcache-bench            (~95 s)
- *   build/bench/hostcache-bench --quick                      (~15 s)
+ *   ninja -C build && build/bench/hostcache-bench            (~115 s)
+ *   build/bench/hostcache-bench --quick                      (~18 s)
  *   build/bench/hostcache-bench --case get_cold --seconds 10
  *   meson test -C build --benchmark                          (runs --quick)
  *
@@ -77,7 +85,8 @@
  *   verified   values compared byte for byte with the expected ones
  *
  * mem_overhead and zipf_hit explain their own fields where they compute
- * them (capacity.c: fill_until_eviction, case_mem, case_zipf).  The load average before and after the run
+ * them (capacity.c: fill_until_eviction, case_mem, case_zipf), and so do the
+ * loading cases (loadcases.c).  The load average before and after the run
  * goes to stderr: other work on the host inflates p99 (a preempted batch)
  * and, with 2 processes on 2 cores, lowers every 2-process figure.  Run
  * twice before believing a difference of a few percent.
@@ -87,7 +96,8 @@
  * removed when the case ends, on exit() and on SIGINT/SIGTERM/SIGHUP.
  *
  * Files: bench.c (this: driver, get/set/mix cases, output), procs.c (the
- * worker processes), capacity.c (mem_overhead, zipf_hit), rwtable.c (the
+ * worker processes), capacity.c (mem_overhead, zipf_hit), loadcases.c
+ * (load_hit, stampede, stampede_keys), rwtable.c (the
  * baseline), lru.c (exact LRU simulator), zipf.c (Zipf sampler), rng.h.
  */
 #include <errno.h>
@@ -526,8 +536,9 @@ static void run_keyset(const struct cfg *cfg, const char *label, uint64_t nkeys,
 /* ---------------------------------------------------------------------- */
 /* Command line                                                            */
 
-static const char *const case_names[] = {"get_hot", "get_cold", "set_hot",	"set_cold",
-					 "mix_hot", "mix_cold", "mem_overhead", "zipf_hit"};
+static const char *const case_names[] = {"get_hot",  "get_cold", "set_hot",	 "set_cold",
+					 "mix_hot",  "mix_cold", "mem_overhead", "zipf_hit",
+					 "load_hit", "stampede", "stampede_keys"};
 
 static void usage(FILE *f)
 {
@@ -628,6 +639,12 @@ int main(int argc, char **argv)
 		case_mem(&cfg);
 	if (selected(&cfg, "zipf_hit"))
 		case_zipf(&cfg);
+	if (selected(&cfg, "load_hit"))
+		case_load_hit(&cfg);
+	if (selected(&cfg, "stampede"))
+		case_stampede(&cfg);
+	if (selected(&cfg, "stampede_keys"))
+		case_stampede_keys(&cfg);
 	print_loadavg("end");
 	fprintf(stderr, "# done in %.1f s\n", (double)(now_ns() - t0) / 1e9);
 	return 0;

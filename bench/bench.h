@@ -1,7 +1,8 @@
 /*
  * bench.h - what the parts of hostcache-bench share: the key and value
  * scheme, the two systems behind one interface, the worker-process
- * harness (procs.c) and the capacity cases (capacity.c).  bench.c has the
+ * harness (procs.c), the capacity cases (capacity.c) and the loading cases
+ * (loadcases.c).  bench.c has the
  * description of the benchmark and its output.
  */
 #ifndef BENCH_H
@@ -127,5 +128,11 @@ void percentiles(float *v, uint64_t n, double *p50, double *p99);
 
 void case_mem(const struct cfg *cfg);
 void case_zipf(const struct cfg *cfg);
+
+/* ---- loadcases.c: hc_get_or_load on hits and under stampedes ---- */
+
+void case_load_hit(const struct cfg *cfg);
+void case_stampede(const struct cfg *cfg);
+void case_stampede_keys(const struct cfg *cfg);
 
 #endif /* BENCH_H */

@@ -347,6 +347,8 @@ int hc_class_of(const struct hc_cache *c, size_t need);
 uint64_t hc_alloc(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int *err);
 void hc_free_unpublished(struct hc_cache *c, struct hc_thread *t, uint64_t off);
 bool hc_retire(struct hc_cache *c, struct hc_thread *t, uint64_t off, bool was_indexed);
+int hc_read_copy(struct hc_cache *c, struct hc_thread *t, const void *key, size_t klen, void *buf,
+		 size_t cap, size_t *vlen, struct hc_meta *meta, unsigned flags, uint32_t *ent);
 void hc_free_adjust(struct hc_cache *c, struct hc_thread *t, uint32_t cls, int32_t d);
 void hc_free_flush(struct hc_cache *c, struct hc_thread *t);
 uint32_t hc_class_of_off(const struct hc_cache *c, uint64_t off);

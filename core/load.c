@@ -412,6 +412,145 @@ static int refresh(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, co
 	return own_load(c, t, fl, key, klen, loader, ctx, o, ent, true, buf, cap, vlen, m);
 }
 
+/* One hc_get_or_load call: its arguments and what it learnt so far. */
+struct call {
+	struct hc_cache *c;
+	struct hc_thread *t;
+	const void *key;
+	size_t klen;
+	hc_loader_fn loader;
+	void *ctx;
+	const struct hc_load_opts *o;
+	void *buf;
+	size_t cap;
+	size_t *vlen;
+	struct hc_meta *m;
+	uint32_t ent;
+	uint32_t lease;
+	uint64_t h;	/* the key's hash for its flight record; 0 until needed */
+	bool coalesced; /* waited on another caller's load */
+	bool old;	/* buf holds a value that can answer a failed load */
+};
+
+#define CONTINUE 1 /* on_hit: not answered from the cache, go on as a miss */
+
+static uint64_t flight_hash(struct call *k)
+{
+	if (!k->h)
+		k->h = hc_hash64(k->key, k->klen, k->c->seed);
+	return k->h;
+}
+
+/* Take the key's flight for a refresh, without waiting; true if this caller owns it. */
+static bool take_refresh(struct call *k, struct hc_fl *fl)
+{
+	return hc_flight_enter(k->c, k->t, flight_hash(k), false, k->lease, fl) == HC_FL_OWNER;
+}
+
+/* What the cache held (@rc 0 or HC_E_TOOSMALL, meta in k->m): answer, or CONTINUE. */
+static int on_hit(struct call *k, int rc)
+{
+	struct hc_meta *m = k->m;
+	struct hc_fl fl = {0};
+	m->coalesced = k->coalesced;
+	if (m->flags & HC_ENTRY_NEGATIVE) {
+		if (m->stale)
+			return CONTINUE; /* an expired "not found": ask the origin again */
+		m->source = HC_SRC_NEGATIVE;
+		return HC_E_NOTFOUND;
+	}
+	if (!m->stale) {
+		if (k->coalesced) {
+			m->source = HC_SRC_ORIGIN; /* the flight this caller waited on loaded it */
+			return rc;
+		}
+		if (rc == 0 && xfetch(k->t, m, beta_of(k->c, k->o, k->ent)) &&
+		    take_refresh(k, &fl)) {
+			hc_count_load(k->c, k->ent, HC_LD_EARLY_REFRESHES, 1);
+			return refresh(k->c, k->t, &fl, k->key, k->klen, k->loader, k->ctx, k->o,
+				       k->ent, rc, k->buf, k->cap, k->vlen, m);
+		}
+		return rc;
+	}
+	if (-m->ttl_left_ms < (int64_t)k->o->stale_ms) {
+		/* stale-while-revalidate: one refresh on the host, nobody waits for it */
+		if (rc == 0 && take_refresh(k, &fl)) {
+			hc_count_load(k->c, k->ent, HC_LD_STALE_REFRESHES, 1);
+			return refresh(k->c, k->t, &fl, k->key, k->klen, k->loader, k->ctx, k->o,
+				       k->ent, rc, k->buf, k->cap, k->vlen, m);
+		}
+		m->source = HC_SRC_STALE;
+		hc_count_load(k->c, k->ent, HC_LD_STALE_SERVED, 1);
+		return rc;
+	}
+	/* past the stale window: a miss, but the value may still answer a failure */
+	k->old = rc == 0 && -m->ttl_left_ms < (int64_t)k->o->error_ms;
+	return CONTINUE;
+}
+
+/* The end of a flight this caller waited on, with result @res: answer, or CONTINUE. */
+static int on_flight_end(struct call *k, int res)
+{
+	struct hc_meta *m = k->m;
+	if (res == HC_E_NOTFOUND) {
+		memset(m, 0, sizeof(*m));
+		m->source = HC_SRC_ORIGIN;
+		m->layer = HC_LAYER_ORIGIN;
+		m->flags = HC_ENTRY_NEGATIVE;
+		m->coalesced = 1;
+		return HC_E_NOTFOUND;
+	}
+	if (res >= 0)
+		return CONTINUE; /* published (or unknown): read it from the cache */
+	m->coalesced = 1;
+	if (!k->old)
+		return res;
+	m->source = HC_SRC_STALE;
+	hc_count_load(k->c, k->ent, HC_LD_STALE_SERVED, 1);
+	return 0;
+}
+
+/* A miss: one caller on the host loads, the others wait for it.  Answer, or CONTINUE. */
+static int on_miss(struct call *k, int attempt)
+{
+	struct hc_fl fl = {0};
+	int role = attempt < MAX_ATTEMPTS
+			   ? hc_flight_enter(k->c, k->t, flight_hash(k), true, k->lease, &fl)
+			   : HC_FL_FULL;
+	if (role == HC_FL_JOINED) {
+		int res;
+		if (!k->coalesced)
+			hc_count_load(k->c, k->ent, HC_LD_COALESCED, 1);
+		k->coalesced = true;
+		role = hc_flight_wait(k->c, k->t, &fl, flight_hash(k), k->ent, k->lease, &res);
+		if (role == HC_FL_ENDED)
+			return on_flight_end(k, res);
+	}
+	if (role == HC_FL_OWNER) {
+		if (!k->coalesced) {
+			/* published between our miss and our claim? */
+			size_t n = 0;
+			struct hc_meta m;
+			uint32_t ent;
+			int rc = hc_read_copy(k->c, k->t, k->key, k->klen, k->buf, k->cap, &n, &m,
+					      0, &ent);
+			if (rc == 0 || rc == HC_E_TOOSMALL) {
+				hc_flight_end(k->c, &fl, 0);
+				*k->m = m;
+				*k->vlen = n;
+				return rc;
+			}
+		}
+		hc_count_load(k->c, k->ent, HC_LD_LEADERS, 1);
+	} else {
+		hc_count_load(k->c, k->ent, HC_LD_UNCOALESCED, 1);
+	}
+	int rc = own_load(k->c, k->t, &fl, k->key, k->klen, k->loader, k->ctx, k->o, k->ent, k->old,
+			  k->buf, k->cap, k->vlen, k->m);
+	k->m->coalesced = k->coalesced;
+	return rc;
+}
+
 int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_fn loader, void *ctx,
 		   const struct hc_load_opts *opts, void *buf, size_t cap, size_t *vlen,
 		   struct hc_meta *meta)
@@ -433,106 +572,35 @@ int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_f
 	if (!t)
 		return rc;
 	struct hc_meta local;
-	struct hc_meta *m = meta ? meta : &local;
-	const uint32_t ent = hc_entity_id(c, t, key, klen);
-	const uint64_t h = hc_hash64(key, klen, c->seed);
-	const uint32_t lease = o->lease_ms ? o->lease_ms : DEFAULT_LEASE_MS;
-	bool coalesced = false;
+	struct call k = {.c = c,
+			 .t = t,
+			 .key = key,
+			 .klen = klen,
+			 .loader = loader,
+			 .ctx = ctx,
+			 .o = o,
+			 .buf = buf,
+			 .cap = cap,
+			 .vlen = vlen,
+			 .m = meta ? meta : &local,
+			 .lease = o->lease_ms ? o->lease_ms : DEFAULT_LEASE_MS};
 
 	for (int attempt = 0;; attempt++) {
 		size_t n = 0;
-		rc = hc_get_ex(c, key, klen, buf, cap, &n, m, HC_GET_STALE | HC_GET_NEGATIVE);
-		bool old = false; /* buf holds a value that can answer a failed load */
+		rc = hc_read_copy(c, t, key, klen, buf, cap, &n, k.m,
+				  HC_GET_STALE | HC_GET_NEGATIVE, &k.ent);
+		k.old = false;
 		if (rc == 0 || rc == HC_E_TOOSMALL) {
 			*vlen = n;
-			m->coalesced = coalesced;
-			if (m->flags & HC_ENTRY_NEGATIVE) {
-				if (!m->stale) {
-					m->source = HC_SRC_NEGATIVE;
-					return HC_E_NOTFOUND;
-				}
-			} else if (!m->stale) {
-				if (coalesced)
-					m->source =
-						HC_SRC_ORIGIN; /* the flight we waited on loaded it */
-				struct hc_fl fl = {0};
-				if (rc == 0 && !coalesced && xfetch(t, m, beta_of(c, o, ent)) &&
-				    hc_flight_enter(c, t, h, false, lease, &fl) == HC_FL_OWNER) {
-					hc_count_load(c, ent, HC_LD_EARLY_REFRESHES, 1);
-					return refresh(c, t, &fl, key, klen, loader, ctx, o, ent,
-						       rc, buf, cap, vlen, m);
-				}
+			rc = on_hit(&k, rc);
+			if (rc != CONTINUE)
 				return rc;
-			} else if (-m->ttl_left_ms < (int64_t)o->stale_ms) {
-				/* stale-while-revalidate: one refresh, nobody waits */
-				struct hc_fl fl = {0};
-				if (rc == 0 &&
-				    hc_flight_enter(c, t, h, false, lease, &fl) == HC_FL_OWNER) {
-					hc_count_load(c, ent, HC_LD_STALE_REFRESHES, 1);
-					return refresh(c, t, &fl, key, klen, loader, ctx, o, ent,
-						       rc, buf, cap, vlen, m);
-				}
-				m->source = HC_SRC_STALE;
-				hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);
-				return rc;
-			} else {
-				old = rc == 0 && -m->ttl_left_ms < (int64_t)o->error_ms;
-			}
 		} else if (rc != HC_E_NOTFOUND) {
 			return rc;
 		}
-
-		/* a miss: one caller on the host loads, the others wait for it */
-		struct hc_fl fl = {0};
-		int role = attempt < MAX_ATTEMPTS ? hc_flight_enter(c, t, h, true, lease, &fl)
-						  : HC_FL_FULL;
-		if (role == HC_FL_JOINED) {
-			int res;
-			if (!coalesced)
-				hc_count_load(c, ent, HC_LD_COALESCED, 1);
-			coalesced = true;
-			role = hc_flight_wait(c, t, &fl, h, ent, lease, &res);
-			if (role == HC_FL_ENDED) {
-				if (res == HC_E_NOTFOUND) {
-					memset(m, 0, sizeof(*m));
-					m->source = HC_SRC_ORIGIN;
-					m->layer = HC_LAYER_ORIGIN;
-					m->flags = HC_ENTRY_NEGATIVE;
-					m->coalesced = 1;
-					return HC_E_NOTFOUND;
-				}
-				if (res < 0) {
-					m->coalesced = 1;
-					if (old) {
-						m->source = HC_SRC_STALE;
-						hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);
-						return 0;
-					}
-					return res;
-				}
-				continue; /* published (or unknown): read it */
-			}
-		}
-		if (role == HC_FL_OWNER) {
-			if (!coalesced) {
-				/* published between our miss and our claim? */
-				size_t n2 = 0;
-				struct hc_meta m2;
-				int rc2 = hc_get_ex(c, key, klen, buf, cap, &n2, &m2, 0);
-				if (rc2 == 0 || rc2 == HC_E_TOOSMALL) {
-					hc_flight_end(c, &fl, 0);
-					*m = m2;
-					*vlen = n2;
-					return rc2;
-				}
-			}
-			hc_count_load(c, ent, HC_LD_LEADERS, 1);
-		} else {
-			hc_count_load(c, ent, HC_LD_UNCOALESCED, 1);
-		}
-		rc = own_load(c, t, &fl, key, klen, loader, ctx, o, ent, old, buf, cap, vlen, m);
-		m->coalesced = coalesced;
-		return rc;
+		rc = on_miss(&k, attempt);
+		if (rc != CONTINUE)
+			return rc;
 	}
 }
 

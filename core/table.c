@@ -473,7 +473,7 @@ static struct hc_entry *read_entry(struct hc_cache *c, struct hc_thread *t, cons
 	if (!CMM_LOAD_SHARED(e->visited))
 		CMM_STORE_SHARED(e->visited, 1);
 	if (meta)
-		fill_meta(e, hc_now_ms(), meta); /* exact ages: the coarse clock lags */
+		fill_meta(e, now, meta); /* now: unused when the entry never expires */
 	hc_count(t, *ent, HC_LAYER_L1, HC_CTR_HITS);
 	if (ctr != HC_CTR_HITS)
 		hc_count(t, *ent, HC_LAYER_L1, ctr);
@@ -486,17 +486,12 @@ miss:
 	return NULL;
 }
 
-int hc_get_ex(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
-	      struct hc_meta *meta, unsigned flags)
+/* hc_get_ex for a caller that has its thread record; *ent gets the key's entity. */
+int hc_read_copy(struct hc_cache *c, struct hc_thread *t, const void *key, size_t klen, void *buf,
+		 size_t cap, size_t *vlen, struct hc_meta *meta, unsigned flags, uint32_t *ent)
 {
-	int rc = check_key(key, klen);
-	if (rc)
-		return rc;
-	struct hc_thread *t = hc_thread_get(c, &rc);
-	if (HC_UNLIKELY(!t))
-		return rc;
-	uint32_t ent;
-	struct hc_entry *e = read_entry(c, t, key, klen, flags, meta, &ent, &rc);
+	int rc;
+	struct hc_entry *e = read_entry(c, t, key, klen, flags, meta, ent, &rc);
 	if (!e)
 		return rc;
 	size_t n = e->vlen;
@@ -508,6 +503,19 @@ int hc_get_ex(struct hc_cache *c, const void *key, size_t klen, void *buf, size_
 		memcpy(buf, hc_entry_val(e), n);
 	hc_read_unlock(t);
 	return rc;
+}
+
+int hc_get_ex(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
+	      struct hc_meta *meta, unsigned flags)
+{
+	int rc = check_key(key, klen);
+	if (rc)
+		return rc;
+	struct hc_thread *t = hc_thread_get(c, &rc);
+	if (HC_UNLIKELY(!t))
+		return rc;
+	uint32_t ent;
+	return hc_read_copy(c, t, key, klen, buf, cap, vlen, meta, flags, &ent);
 }
 
 int hc_get(struct hc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
