@@ -239,6 +239,37 @@ static int deliver(const struct outcome *r, void *buf, size_t cap, size_t *vlen,
 }
 
 /*
+ * After a load: publish, end the flight (if @fl holds one), answer the
+ * caller: the loaded value, "not found", the error, or on an error the
+ * value already in @buf when @old (stale-if-error, or the current value of
+ * an early refresh).  Frees the loaded value.
+ */
+static int finish(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, const void *key,
+		  size_t klen, const struct hc_load_opts *o, uint32_t ent, struct outcome *r,
+		  bool old, void *buf, size_t cap, size_t *vlen, struct hc_meta *m)
+{
+	int res = publish(c, t, key, klen, o, r, ent);
+	if (fl->f)
+		hc_flight_end(c, fl, res);
+	int rc;
+	if (r->rc == 0 || r->rc == HC_E_NOTFOUND) {
+		rc = deliver(r, buf, cap, vlen, m);
+	} else if (old) {
+		/* the loader failed: the value in hand answers instead */
+		if (m->stale) {
+			m->source = HC_SRC_STALE;
+			hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);
+		}
+		rc = 0;
+	} else {
+		rc = r->rc;
+	}
+	free(r->v.p);
+	r->v.p = NULL;
+	return rc;
+}
+
+/*
  * What an owner (of a miss, a refresh or a takeover) does: load, publish,
  * end the flight, answer.  @old: the caller's buffer holds a value of
  * *vlen bytes described by @m that may answer a failed load (stale-if-error,
@@ -250,24 +281,7 @@ static int own_load(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, c
 {
 	struct outcome r;
 	load_one(c, key, klen, loader, ctx, o, ent, &r);
-	int res = publish(c, t, key, klen, o, &r, ent);
-	if (fl->f)
-		hc_flight_end(c, fl, res);
-	int rc;
-	if (r.rc != 0 && r.rc != HC_E_NOTFOUND && old) {
-		/* the loader failed: the value in hand answers instead */
-		if (m->stale) {
-			m->source = HC_SRC_STALE;
-			hc_count_load(c, ent, HC_LD_STALE_SERVED, 1);
-		}
-		rc = 0;
-	} else if (r.rc != 0 && r.rc != HC_E_NOTFOUND) {
-		rc = r.rc;
-	} else {
-		rc = deliver(&r, buf, cap, vlen, m);
-	}
-	free(r.v.p);
-	return rc;
+	return finish(c, t, fl, key, klen, o, ent, &r, old, buf, cap, vlen, m);
 }
 
 /* ---- the refresher thread (HC_LOAD_BACKGROUND) ---- */
@@ -641,6 +655,20 @@ int hc_invalidate(struct hc_cache *c, const void *key, size_t klen)
 
 /* ---- hc_get_many ---- */
 
+/* The outcome of one key of a batch-loader call that returned @rc for it and took @ns. */
+static void batch_outcome(struct outcome *r, int rc, const struct loaded *v,
+			  const struct hc_load *ld, uint64_t ns)
+{
+	uint64_t ms = (ns + 999999) / 1000000;
+	*r = (struct outcome){.rc = rc > 0 ? HC_E_INVAL : rc,
+			      .v = *v,
+			      .ttl_ms = ld->ttl_ms,
+			      .stale_ms = ld->stale_ms,
+			      .compute_ms = ms > 0xffff ? 0xffff : (uint32_t)ms};
+	if (r->rc == 0 && v->rc)
+		r->rc = v->rc; /* hc_load_value failed and the loader went on */
+}
+
 /* Per item state of a batch. */
 struct bstate {
 	struct hc_fl fl;
@@ -773,39 +801,16 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 			uint64_t t0 = now_ns();
 			int all = loader(ctx, mine, nmine, lds, rcs);
 			uint64_t ns = now_ns() - t0;
-			uint64_t ms = (ns + 999999) / 1000000;
 			hc_count_load(c, st[mine_idx[0]].ent, HC_LD_BATCH_CALLS, 1);
 			for (size_t k = 0; k < nmine; k++) {
 				size_t i = mine_idx[k];
 				struct hc_batch_item *it = &items[i];
 				struct bstate *s = &st[i];
 				count_loads(c, s->ent, ns, 1);
-				struct outcome r = {.rc = all ? all : rcs[k],
-						    .v = vals[k],
-						    .ttl_ms = lds[k].ttl_ms,
-						    .stale_ms = lds[k].stale_ms,
-						    .compute_ms =
-							    ms > 0xffff ? 0xffff : (uint32_t)ms};
-				if (r.rc > 0)
-					r.rc = HC_E_INVAL;
-				if (r.rc == 0 && r.v.rc)
-					r.rc = r.v.rc;
-				int res = publish(c, t, it->key, it->klen, o, &r, s->ent);
-				if (s->fl.f)
-					hc_flight_end(c, &s->fl, res);
-				if (r.rc != 0 && r.rc != HC_E_NOTFOUND && s->old) {
-					if (it->meta.stale) {
-						it->meta.source = HC_SRC_STALE;
-						hc_count_load(c, s->ent, HC_LD_STALE_SERVED, 1);
-					}
-					it->rc = 0;
-				} else if (r.rc != 0 && r.rc != HC_E_NOTFOUND) {
-					it->rc = r.rc;
-				} else {
-					it->rc =
-						deliver(&r, it->buf, it->cap, &it->vlen, &it->meta);
-				}
-				free(vals[k].p);
+				struct outcome r;
+				batch_outcome(&r, all ? all : rcs[k], &vals[k], &lds[k], ns);
+				it->rc = finish(c, t, &s->fl, it->key, it->klen, o, s->ent, &r,
+						s->old, it->buf, it->cap, &it->vlen, &it->meta);
 			}
 		}
 		free(lds);
@@ -867,24 +872,10 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 		uint64_t ns = now_ns() - t0;
 		hc_count_load(c, s->ent, HC_LD_BATCH_CALLS, 1);
 		count_loads(c, s->ent, ns, 1);
-		uint64_t ms = (ns + 999999) / 1000000;
-		struct outcome r = {.rc = all ? all : r1,
-				    .v = v,
-				    .ttl_ms = ld.ttl_ms,
-				    .stale_ms = ld.stale_ms,
-				    .compute_ms = ms > 0xffff ? 0xffff : (uint32_t)ms};
-		if (r.rc > 0)
-			r.rc = HC_E_INVAL;
-		if (r.rc == 0 && v.rc)
-			r.rc = v.rc;
-		int res2 = publish(c, t, it->key, it->klen, o, &r, s->ent);
-		if (s->fl.f)
-			hc_flight_end(c, &s->fl, res2);
-		if (r.rc != 0 && r.rc != HC_E_NOTFOUND)
-			it->rc = s->old ? 0 : r.rc;
-		else
-			it->rc = deliver(&r, it->buf, it->cap, &it->vlen, &it->meta);
-		free(v.p);
+		struct outcome r;
+		batch_outcome(&r, all ? all : r1, &v, &ld, ns);
+		it->rc = finish(c, t, &s->fl, it->key, it->klen, o, s->ent, &r, s->old, it->buf,
+				it->cap, &it->vlen, &it->meta);
 	}
 	free(st);
 	free(mine);
