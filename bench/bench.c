@@ -116,7 +116,7 @@
 #include "rng.h"
 
 #define HOT_KEYS 1000
-#define ROUNDS 3 /* alternating rounds per case and process count */
+#define ROUNDS 5 /* alternating rounds per case (each runs every process count) */
 
 const char *const sys_name[SYS_N] = {"hostcache", "rwlock"};
 
@@ -370,14 +370,14 @@ static double measure_dram_ns(void)
 }
 
 static void print_summary(const char *case_name, enum sys s, int procs, uint64_t keys,
-			  const struct measure *m, const struct measure *base,
-			  const struct measure *one_proc, double dram_ns)
+			  const struct measure *m, const struct measure *base, double scale_v,
+			  double dram_ns)
 {
 	char ratio[32] = "-", scale[48] = "", hit[32] = "", fails[48] = "", dram[64] = "";
 	if (base && base->mops > 0)
 		snprintf(ratio, sizeof(ratio), "%.2f", m->mops / base->mops);
-	if (one_proc && one_proc->mops > 0)
-		snprintf(scale, sizeof(scale), " scale=%.2f", m->mops / one_proc->mops);
+	if (scale_v > 0)
+		snprintf(scale, sizeof(scale), " scale=%.2f", scale_v);
 	if (m->gets)
 		snprintf(hit, sizeof(hit), " hit=%.4f", (double)m->hits / (double)m->gets);
 	if (m->sets)
@@ -421,76 +421,88 @@ static double median_of(double *v, int n)
 }
 
 /*
- * One case at one process count on both systems, in ROUNDS rounds of
- * seconds/ROUNDS each, the systems alternating (and which goes first
- * alternating too), so a burst of load from elsewhere on the host lands
- * on both rather than on one.  mops is the median of the rounds; the
- * counters are summed; p50/p99 are over every batch of every round.
+ * One case at each process count of @procs on both systems, in ROUNDS
+ * rounds of seconds/ROUNDS each.  Within a round every process count runs
+ * on both systems back to back, the order of the systems and of the counts
+ * alternating from round to round, so a burst of load from elsewhere on the
+ * host lands on all of them rather than on one.  mops is the median of the
+ * rounds; the counters are summed; p50/p99 are over every batch of every
+ * round.  scale[s] (with counts 1 and 2) is the median over the rounds of
+ * the 2-process rate over the 1-process rate of the same round: on a noisy
+ * VM, rates measured minutes apart are not comparable, rates of one round
+ * are.
  */
-static void measure_both(const struct cfg *cfg, struct target tg[SYS_N], const char *case_name,
-			 enum workload wl, uint64_t nkeys, int procs, struct measure out[SYS_N])
+static void measure_all(const struct cfg *cfg, struct target tg[SYS_N], const char *case_name,
+			enum workload wl, uint64_t nkeys, const int *procs, int nprocs,
+			struct measure out[][SYS_N], double scale[SYS_N])
 {
-	double mops[SYS_N][ROUNDS], wall[SYS_N][ROUNDS];
-	struct samplebuf sb[SYS_N];
-	memset(out, 0, SYS_N * sizeof(*out));
+	double mops[2][SYS_N][ROUNDS], wall[2][SYS_N][ROUNDS];
+	struct samplebuf sb[2][SYS_N];
+	memset(out, 0, (size_t)nprocs * SYS_N * sizeof(out[0][0]));
 	memset(sb, 0, sizeof(sb));
-	fprintf(stderr, "# %s procs=%d: %d rounds\n", case_name, procs, ROUNDS);
+	fprintf(stderr, "# %s: %d rounds\n", case_name, ROUNDS);
 	for (int r = 0; r < ROUNDS; r++) {
-		struct run_spec rs = {.case_name = case_name,
-				      .wl = wl,
-				      .procs = procs,
-				      .nkeys = nkeys,
-				      .seconds = cfg->seconds / ROUNDS,
-				      .seed = seed_of(case_name, (uint64_t)(procs * ROUNDS + r))};
-		for (int k = 0; k < SYS_N; k++) {
-			int s = (k + r) % SYS_N;
-			struct measure m;
-			run_procs(&tg[s], &rs, &m, &sb[s]);
-			struct measure *o = &out[s];
-			o->ops += m.ops;
-			o->gets += m.gets;
-			o->hits += m.hits;
-			o->sets += m.sets;
-			o->verified += m.verified;
-			o->set_fails += m.set_fails;
-			o->nsamples += m.nsamples;
-			mops[s][r] = m.mops;
-			wall[s][r] = m.wall_mops;
-			o->mops_min = r == 0 || m.mops < o->mops_min ? m.mops : o->mops_min;
-			o->mops_max = r == 0 || m.mops > o->mops_max ? m.mops : o->mops_max;
+		for (int q = 0; q < nprocs; q++) {
+			int pi = (q + r) % nprocs;
+			struct run_spec rs = {
+				.case_name = case_name,
+				.wl = wl,
+				.procs = procs[pi],
+				.nkeys = nkeys,
+				.seconds = cfg->seconds / ROUNDS,
+				.seed = seed_of(case_name, (uint64_t)(procs[pi] * ROUNDS + r))};
+			for (int k = 0; k < SYS_N; k++) {
+				int s = (k + r) % SYS_N;
+				struct measure m;
+				run_procs(&tg[s], &rs, &m, &sb[pi][s]);
+				struct measure *o = &out[pi][s];
+				o->ops += m.ops;
+				o->gets += m.gets;
+				o->hits += m.hits;
+				o->sets += m.sets;
+				o->verified += m.verified;
+				o->set_fails += m.set_fails;
+				o->nsamples += m.nsamples;
+				mops[pi][s][r] = m.mops;
+				wall[pi][s][r] = m.wall_mops;
+				o->mops_min = r == 0 || m.mops < o->mops_min ? m.mops : o->mops_min;
+				o->mops_max = r == 0 || m.mops > o->mops_max ? m.mops : o->mops_max;
+			}
 		}
 	}
 	for (int s = 0; s < SYS_N; s++) {
-		out[s].rounds = ROUNDS;
-		out[s].mops = median_of(mops[s], ROUNDS);
-		out[s].wall_mops = median_of(wall[s], ROUNDS);
-		percentiles(sb[s].v, sb[s].n, &out[s].p50, &out[s].p99);
-		free(sb[s].v);
+		scale[s] = 0;
+		if (nprocs == 2 && procs[0] == 1 && procs[1] == 2) {
+			double ratio[ROUNDS];
+			for (int r = 0; r < ROUNDS; r++)
+				ratio[r] = mops[0][s][r] > 0 ? mops[1][s][r] / mops[0][s][r] : 0;
+			scale[s] = median_of(ratio, ROUNDS);
+		}
+		for (int pi = 0; pi < nprocs; pi++) {
+			out[pi][s].rounds = ROUNDS;
+			out[pi][s].mops = median_of(mops[pi][s], ROUNDS);
+			out[pi][s].wall_mops = median_of(wall[pi][s], ROUNDS);
+			percentiles(sb[pi][s].v, sb[pi][s].n, &out[pi][s].p50, &out[pi][s].p99);
+			free(sb[pi][s].v);
+		}
 	}
 }
 
 /*
- * One case at one or two process counts; the lines of each count are
- * printed once both systems are measured: hostcache first with ratio=,
- * and scale= on the 2-process lines when 1 process was measured too.
+ * One case at one or two process counts (1 and 2); hostcache's line first
+ * with ratio=, and scale= on the 2-process lines when 1 process ran too.
  */
 static void run_case(const struct cfg *cfg, struct target tg[SYS_N], const char *case_name,
 		     enum workload wl, uint64_t nkeys, const int *procs, int nprocs, double dram_ns)
 {
-	struct measure one[SYS_N];
-	bool have_one = false;
-	for (int k = 0; k < nprocs; k++) {
-		struct measure m[SYS_N];
-		measure_both(cfg, tg, case_name, wl, nkeys, procs[k], m);
+	struct measure m[2][SYS_N];
+	double scale[SYS_N];
+	measure_all(cfg, tg, case_name, wl, nkeys, procs, nprocs, m, scale);
+	for (int k = 0; k < nprocs; k++)
 		for (int s = 0; s < SYS_N; s++)
-			print_summary(case_name, (enum sys)s, procs[k], nkeys, &m[s],
-				      s == SYS_HC ? &m[SYS_RW] : NULL,
-				      have_one && procs[k] == 2 ? &one[s] : NULL, dram_ns);
-		if (procs[k] == 1) {
-			memcpy(one, m, sizeof(one));
-			have_one = true;
-		}
-	}
+			print_summary(case_name, (enum sys)s, procs[k], nkeys, &m[k][s],
+				      s == SYS_HC ? &m[k][SYS_RW] : NULL,
+				      procs[k] == 2 ? scale[s] : 0, dram_ns);
 }
 
 /* The get, set and mix cases over one key set ("hot" or "cold"). */
