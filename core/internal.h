@@ -103,6 +103,8 @@ struct hc_cache {
 	struct hc_entity_rec *entities;
 	struct hc_slot_ctr *totals;
 	struct hc_load_ctr *loadctr;
+	struct hc_agent_rec *agent;
+	struct hc_ring_slot *ring;
 	uint8_t *slots;
 	struct hc_flight *flights;
 	uint64_t *slabtab;
@@ -137,6 +139,10 @@ struct hc_cache {
 	struct hc_thread *threads; /* every thread record of this handle */
 	uint32_t stalled_slot;	   /* the last reader found stalled, for the log */
 	struct hc_refresher *bg;   /* HC_LOAD_BACKGROUND refresher thread (load.c); lock */
+	/* the agent's side of the ring (ring.c): a slot whose producer stalls */
+	uint64_t stall_pos;
+	uint64_t stall_since_ms;
+	bool is_agent;
 };
 
 extern uint64_t hc_fork_gen;

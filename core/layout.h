@@ -15,9 +15,10 @@
  *   entities  struct hc_entity_rec[HC_MAX_ENTITIES]: key-prefix names
  *   totals    struct hc_slot_ctr: counters folded in from released slots
  *   loadctr   struct hc_load_ctr: loading counters per entity
- *   slots     struct hc_tslot[max_threads]: RCU reader state + counters
- *   flights   struct hc_flight[nflights]: single-flight records (flight.c)
- *   slabtab   uint64_t[nslabs]: owner class and state of every slab
+ *   slots     struct hc_tslot[max_threads]: RCU reader state + counters *   flights   struct hc_flight[nflights]: single-flight records (flight.c)
+ *   agent     struct hc_agent_rec + struct hc_ring_slot[HC_RING_SLOTS]: the
+ *             worker -> agent request ring and the agent's counters (ring.c)
+*   slabtab   uint64_t[nslabs]: owner class and state of every slab
  *   index     struct hc_bucket[nbuckets]: the hash index
  *   arena     nslabs slabs of slab_size bytes, cut into class blocks
  *
@@ -276,7 +277,50 @@ struct hc_flight {
 	uint64_t lease;	     /* [owner:32][lease end, hc_now_ms() mod 2^32]; owner */
 	uint64_t checked_ms; /* a waiter last checked the owner's life; any, CAS */
 	uint64_t started_ms; /* when the current owner took it */
-	uint8_t pad[HC_LINE - 48];
+	uint32_t l2;	     /* [gen:24][HC_L2_*]: the owner's L2 lookup; futex, CAS */
+	uint32_t reserved;
+	uint8_t pad[HC_LINE - 56];
+};
+#define HC_L2_PENDING 1u   /* asked, no answer yet (HIT, MISS, ERROR: hostcache.h) */
+#define HC_L2_ABANDONED 5u /* the owner stopped waiting */
+
+/*
+ * The request ring: a bounded multi-producer, single-consumer queue of
+ * fixed slots (Vyukov's bounded queue).  seq is the slot's ticket: equal to
+ * a position p when free for the producer that claims p (by CAS of tail),
+ * p + 1 once that producer published it (CAS, so a consumer that skipped a
+ * stalled producer wins), p + HC_RING_SLOTS once consumed.
+ */
+#define HC_RING_SLOTS 1024u
+struct hc_ring_slot {
+	uint64_t seq;	   /* any, CAS */
+	uint32_t op, klen; /* producer, before publishing */
+	uint32_t ttl_ms, stale_ms;
+	uint64_t token;	    /* HC_REQ_GET: [flight index:32][expected l2 word:32] */
+	uint64_t queued_ms; /* hc_now_ms() at queueing */
+	uint8_t key[HC_KEY_MAX];
+	uint8_t pad[320 - 40 - HC_KEY_MAX];
+};
+
+/* The agent's record: ring positions, doorbell, state and counters. */
+struct hc_agent_rec {
+	uint64_t tail; /* next position for producers; any, CAS */
+	uint8_t pad0[HC_LINE - 8];
+	uint64_t head; /* next position to consume; the agent */
+	uint8_t pad1[HC_LINE - 8];
+	uint32_t doorbell; /* futex: +1 by a producer that finds the agent asleep */
+	uint32_t sleeping; /* the agent waits on the doorbell */
+	uint8_t pad2[HC_LINE - 8];
+	uint64_t start_time;  /* the agent process's start time (ticks since boot) */
+	uint32_t redis_state; /* enum hc_redis_state; the agent */
+	uint32_t reserved;
+	uint64_t drops;	       /* requests not queued: ring full; any, atomic add */
+	uint64_t l2_skipped;   /* L2 skipped: no live agent; any, atomic add */
+	uint64_t ring_skipped; /* slots of stalled producers skipped; the agent */
+	uint64_t l2_timeouts;  /* owners that stopped waiting for L2; any, atomic add */
+	uint8_t pad3[HC_LINE - 48];
+	uint64_t ctr[HC_AG_N];	     /* enum hc_agent_ctr; the agent, atomic add */
+	uint64_t l2_hist[HC_HIST_N]; /* L2 lookup latency; the agent */
 };
 
 /*
@@ -296,7 +340,7 @@ struct hc_header {
 	uint64_t created_unix_ms; /* wall clock at creation */
 	uint8_t pad0[HC_LINE - 48];
 
-	/* lines 1-2: geometry (creator) */
+	/* lines 1-3: geometry (creator) */
 	uint32_t max_threads;	 /* thread slots */
 	uint32_t max_value;	 /* largest value bytes */
 	uint32_t slab_size;	 /* bytes per slab */
@@ -311,24 +355,25 @@ struct hc_header {
 	uint64_t slot_stride; /* bytes per struct hc_tslot */
 	uint64_t off_flights; /* struct hc_flight[nflights] */
 	uint64_t off_loadctr; /* struct hc_load_ctr */
+	uint64_t off_agent;   /* struct hc_agent_rec, then the ring slots */
 	uint32_t nflights;    /* a power of two */
 	uint32_t reserved1;
-	uint8_t pad1[2 * HC_LINE - 128];
+	uint8_t pad1[3 * HC_LINE - 136];
 
-	/* line 3: the reclamation epoch; any, atomic add */
+	/* line 4: the reclamation epoch; any, atomic add */
 	uint64_t epoch;
 	uint8_t pad2[HC_LINE - 8];
-	/* line 4: highest epoch known safe: blocks retired before it are free */
+	/* line 5: highest epoch known safe: blocks retired before it are free */
 	uint64_t safe_epoch;
 	uint8_t pad3[HC_LINE - 8];
-	/* line 5: allocation hints; any, relaxed */
+	/* line 6: allocation hints; any, relaxed */
 	uint32_t slots_hwm;    /* 1 + highest thread slot ever claimed */
 	uint32_t slab_hint;    /* where to look for a free slab */
 	uint64_t totals_seq;   /* odd while a slot's counters are being folded */
 	uint64_t maint_hand;   /* next slab for hc_maintain's expiry walk */
 	uint64_t last_move_ns; /* when a slab last moved between classes */
 	uint8_t pad4[HC_LINE - 32];
-	/* line 6: agent heartbeat (written by hostcache-agent) */
+	/* line 7: agent heartbeat (written by hostcache-agent) */
 	uint64_t agent_heartbeat_ms; /* CLOCK_MONOTONIC ms; 0 = no agent */
 	int32_t agent_pid;
 	uint8_t pad5[HC_LINE - 12];
@@ -339,6 +384,7 @@ _Static_assert(sizeof(struct hc_bucket) == HC_LINE, "a bucket is one cache line"
 _Static_assert(sizeof(struct hc_class) == HC_LINE, "class state is one line");
 _Static_assert(sizeof(struct hc_entity_rec) == HC_LINE, "entity record is one line");
 _Static_assert(sizeof(struct hc_flight) == HC_LINE, "flight record is one line");
+_Static_assert(sizeof(struct hc_ring_slot) == 320, "ring slot is five lines");
 _Static_assert(sizeof(struct hc_header) <= HC_PAGE, "header fits one page");
 _Static_assert(offsetof(struct hc_header, epoch) % HC_LINE == 0, "epoch on its own line");
 _Static_assert(offsetof(struct hc_header, safe_epoch) % HC_LINE == 0, "safe epoch line");
@@ -358,6 +404,9 @@ static inline uint32_t hc_layout_hash(void)
 		sizeof(struct hc_class),
 		sizeof(struct hc_entity_rec),
 		sizeof(struct hc_flight),
+		sizeof(struct hc_ring_slot),
+		sizeof(struct hc_agent_rec),
+		HC_RING_SLOTS,
 		offsetof(struct hc_header, epoch),
 		offsetof(struct hc_header, off_flights),
 		offsetof(struct hc_header, off_arena),

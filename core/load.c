@@ -164,7 +164,7 @@ static void count_loads(struct hc_cache *c, uint32_t ent, uint64_t ns, size_t n)
  * stale window, or a negative entry.  Returns the flight result for waiters.
  */
 static int publish(struct hc_cache *c, struct hc_thread *t, const void *key, size_t klen,
-		   const struct hc_load_opts *o, struct outcome *r, uint32_t ent)
+		   const struct hc_load_opts *o, struct outcome *r, uint32_t ent, bool bell)
 {
 	if (r->rc == 0) {
 		r->ttl_ms = jittered(t, r->ttl_ms, o->jitter_pct);
@@ -174,7 +174,12 @@ static int publish(struct hc_cache *c, struct hc_thread *t, const void *key, siz
 			.compute_ms = r->compute_ms,
 			.flags = o->flags & HC_LOAD_WRITE_THROUGH ? HC_SET_WRITE_THROUGH : 0};
 		int rc = hc_set_ex(c, key, klen, r->v.p, r->v.len, &so);
-		return rc == 0 ? 0 : HC_FLIGHT_RETRY; /* waiters load for themselves */
+		if (rc)
+			return HC_FLIGHT_RETRY; /* waiters load for themselves */
+		/* cache-aside: the agent copies it to L2 (write-through: hc_set_ex queued it) */
+		if (!(o->flags & (HC_LOAD_NO_L2 | HC_LOAD_WRITE_THROUGH)))
+			hc_ring_push(c, HC_REQ_SET, key, klen, r->ttl_ms, 0, 0, bell);
+		return 0;
 	}
 	if (r->rc == HC_E_NOTFOUND) {
 		if (o->negative_ttl_ms) {
@@ -246,9 +251,9 @@ static int deliver(const struct outcome *r, void *buf, size_t cap, size_t *vlen,
  */
 static int finish(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, const void *key,
 		  size_t klen, const struct hc_load_opts *o, uint32_t ent, struct outcome *r,
-		  bool old, void *buf, size_t cap, size_t *vlen, struct hc_meta *m)
+		  bool old, bool bell, void *buf, size_t cap, size_t *vlen, struct hc_meta *m)
 {
-	int res = publish(c, t, key, klen, o, r, ent);
+	int res = publish(c, t, key, klen, o, r, ent, bell);
 	if (fl->f)
 		hc_flight_end(c, fl, res);
 	int rc;
@@ -281,7 +286,7 @@ static int own_load(struct hc_cache *c, struct hc_thread *t, struct hc_fl *fl, c
 {
 	struct outcome r;
 	load_one(c, key, klen, loader, ctx, o, ent, &r);
-	return finish(c, t, fl, key, klen, o, ent, &r, old, buf, cap, vlen, m);
+	return finish(c, t, fl, key, klen, o, ent, &r, old, true, buf, cap, vlen, m);
 }
 
 /* ---- the refresher thread (HC_LOAD_BACKGROUND) ---- */
@@ -330,7 +335,7 @@ static void *refresher_main(void *arg)
 			int err = 0;
 			load_one(c, j->key, j->klen, j->loader, j->ctx, &j->o, j->ent, &r);
 			struct hc_thread *t = hc_thread_get(c, &err);
-			int res = t ? publish(c, t, j->key, j->klen, &j->o, &r, j->ent)
+			int res = t ? publish(c, t, j->key, j->klen, &j->o, &r, j->ent, true)
 				    : HC_FLIGHT_RETRY;
 			hc_flight_end(c, &j->fl, res);
 			free(r.v.p);
@@ -443,6 +448,7 @@ struct call {
 	uint32_t lease;
 	uint64_t h;	/* the key's hash for its flight record; 0 until needed */
 	bool coalesced; /* waited on another caller's load */
+	uint8_t src;	/* where the flight it waited on got the value (HC_SRC_L2, _ORIGIN) */
 	bool old;	/* buf holds a value that can answer a failed load */
 };
 
@@ -475,7 +481,7 @@ static int on_hit(struct call *k, int rc)
 	}
 	if (!m->stale) {
 		if (k->coalesced) {
-			m->source = HC_SRC_ORIGIN; /* the flight this caller waited on loaded it */
+			m->source = k->src; /* where the flight this caller waited on found it */
 			return rc;
 		}
 		if (rc == 0 && xfetch(k->t, m, beta_of(k->c, k->o, k->ent)) &&
@@ -514,14 +520,46 @@ static int on_flight_end(struct call *k, int res)
 		m->coalesced = 1;
 		return HC_E_NOTFOUND;
 	}
-	if (res >= 0)
+	if (res >= 0) {
+		k->src = res == HC_FLIGHT_L2 ? HC_SRC_L2 : HC_SRC_ORIGIN;
 		return CONTINUE; /* published (or unknown): read it from the cache */
+	}
 	m->coalesced = 1;
 	if (!k->old)
 		return res;
 	m->source = HC_SRC_STALE;
 	hc_count_load(k->c, k->ent, HC_LD_STALE_SERVED, 1);
 	return 0;
+}
+
+/* The stale window a loaded value is stored with. */
+static uint32_t stale_window(const struct hc_load_opts *o)
+{
+	return o->stale_ms > o->error_ms ? o->stale_ms : o->error_ms;
+}
+
+/*
+ * An owned flight asks L2 (through the agent) before the origin.  On a hit
+ * the agent has put the value in L1: answer from there and end the flight.
+ * CONTINUE on a miss, an error, or without an agent.
+ */
+static int from_l2(struct call *k, struct hc_fl *fl)
+{
+	if (hc_l2_lookup(k->c, fl, k->key, k->klen, stale_window(k->o)) != HC_L2_HIT)
+		return CONTINUE;
+	size_t n = 0;
+	struct hc_meta m;
+	uint32_t ent;
+	int rc = hc_read_copy(k->c, k->t, k->key, k->klen, k->buf, k->cap, &n, &m, 0, &ent);
+	if (rc != 0 && rc != HC_E_TOOSMALL)
+		return CONTINUE; /* gone from L1 already: the origin it is */
+	hc_flight_end(k->c, fl, HC_FLIGHT_L2);
+	m.source = HC_SRC_L2;
+	m.layer = HC_LAYER_L2;
+	m.coalesced = k->coalesced;
+	*k->m = m;
+	*k->vlen = n;
+	return rc;
 }
 
 /* A miss: one caller on the host loads, the others wait for it.  Answer, or CONTINUE. */
@@ -556,6 +594,11 @@ static int on_miss(struct call *k, int attempt)
 			}
 		}
 		hc_count_load(k->c, k->ent, HC_LD_LEADERS, 1);
+		if (!(k->o->flags & HC_LOAD_NO_L2)) {
+			int rc = from_l2(k, &fl);
+			if (rc != CONTINUE)
+				return rc;
+		}
 	} else {
 		hc_count_load(k->c, k->ent, HC_LD_UNCOALESCED, 1);
 	}
@@ -650,7 +693,11 @@ int hc_entity_beta(struct hc_cache *c, const char *entity, double beta)
 int hc_invalidate(struct hc_cache *c, const void *key, size_t klen)
 {
 	int rc = hc_del(c, key, klen);
-	return rc == HC_E_NOTFOUND ? 0 : rc;
+	if (rc != 0 && rc != HC_E_NOTFOUND)
+		return rc;
+	if (!CMM_LOAD_SHARED(c->hdr->agent_pid))
+		return 0; /* no agent: L1 is the only tier */
+	return hc_ring_push(c, HC_REQ_INVALIDATE, key, klen, 0, 0, 0, true);
 }
 
 /* ---- hc_get_many ---- */
@@ -674,9 +721,58 @@ struct bstate {
 	struct hc_fl fl;
 	uint64_t h;
 	uint32_t ent;
-	uint8_t role; /* 0 done, HC_FL_OWNER: in the batch, HC_FL_JOINED: wait */
-	uint8_t old;  /* the item's buffer holds a value for a failed load */
+	uint8_t role;	 /* 0 done, HC_FL_OWNER: in the batch, HC_FL_JOINED: wait */
+	uint8_t old;	 /* the item's buffer holds a value for a failed load */
+	uint8_t refresh; /* owned for a refresh (XFetch, stale): straight to the origin */
+	uint32_t l2;	 /* the L2 lookup to wait for (hc_l2_ask), 0 if none */
 };
+
+/*
+ * The L2 step of a batch: ask for every owned miss, ring the agent once,
+ * collect the answers.  Hits are answered from L1 and their flights ended;
+ * returns how many owned keys remain for the origin (compacted in place).
+ */
+static size_t batch_l2(struct hc_cache *c, struct hc_thread *t, const struct hc_load_opts *o,
+		       struct hc_batch_item *items, struct bstate *st,
+		       const struct hc_batch_item **mine, size_t *mine_idx, size_t nmine)
+{
+	bool asked = false;
+	for (size_t k = 0; k < nmine; k++) {
+		struct bstate *s = &st[mine_idx[k]];
+		struct hc_batch_item *it = &items[mine_idx[k]];
+		if (s->fl.f && !s->refresh) {
+			s->l2 = hc_l2_ask(c, &s->fl, it->key, it->klen, stale_window(o), false);
+			asked |= s->l2 != 0;
+		}
+	}
+	if (!asked)
+		return nmine;
+	hc_ring_bell(c);
+	uint64_t until = hc_now_ms() + HC_L2_WAIT_MS;
+	size_t left = 0;
+	for (size_t k = 0; k < nmine; k++) {
+		size_t i = mine_idx[k];
+		struct bstate *s = &st[i];
+		struct hc_batch_item *it = &items[i];
+		if (s->l2 && hc_l2_wait(c, &s->fl, s->l2, until) == HC_L2_HIT) {
+			size_t len = 0;
+			uint32_t ent;
+			int rc = hc_read_copy(c, t, it->key, it->klen, it->buf, it->cap, &len,
+					      &it->meta, 0, &ent);
+			if (rc == 0 || rc == HC_E_TOOSMALL) {
+				hc_flight_end(c, &s->fl, HC_FLIGHT_L2);
+				it->rc = rc;
+				it->vlen = len;
+				it->meta.source = HC_SRC_L2;
+				it->meta.layer = HC_LAYER_L2;
+				continue;
+			}
+		}
+		mine[left] = it;
+		mine_idx[left++] = i;
+	}
+	return left;
+}
 
 int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 		hc_batch_loader_fn loader, void *ctx, const struct hc_load_opts *opts)
@@ -741,6 +837,7 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 					hc_count_load(c, s->ent, HC_LD_EARLY_REFRESHES, 1);
 					s->role = HC_FL_OWNER;
 					s->old = 1;
+					s->refresh = 1;
 					mine[nmine] = it;
 					mine_idx[nmine++] = i;
 				}
@@ -751,6 +848,7 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 					hc_count_load(c, s->ent, HC_LD_STALE_REFRESHES, 1);
 					s->role = HC_FL_OWNER;
 					s->old = 1;
+					s->refresh = 1;
 					mine[nmine] = it;
 					mine_idx[nmine++] = i;
 					continue;
@@ -779,7 +877,11 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 		mine_idx[nmine++] = i;
 	}
 
-	/* 2. one batch-loader call for every key this call owns */
+	/* 2. L2 first: every lookup queued, then the agent answers them in one pipeline */
+	if (nmine && !(o->flags & HC_LOAD_NO_L2))
+		nmine = batch_l2(c, t, o, items, st, mine, mine_idx, nmine);
+
+	/* 3. one batch-loader call for every key this call owns and L2 did not have */
 	if (nmine) {
 		struct hc_load *lds = calloc(nmine, sizeof(*lds));
 		struct loaded *vals = calloc(nmine, sizeof(*vals));
@@ -810,15 +912,17 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 				struct outcome r;
 				batch_outcome(&r, all ? all : rcs[k], &vals[k], &lds[k], ns);
 				it->rc = finish(c, t, &s->fl, it->key, it->klen, o, s->ent, &r,
-						s->old, it->buf, it->cap, &it->vlen, &it->meta);
+						s->old, false, it->buf, it->cap, &it->vlen,
+						&it->meta);
 			}
+			hc_ring_bell(c); /* the L2 writes of the batch go as one pipeline */
 		}
 		free(lds);
 		free(vals);
 		free(rcs);
 	}
 
-	/* 3. the keys other callers were loading: wait, or load alone if that fails */
+	/* 4. the keys other callers were loading: wait, or load alone if that fails */
 	for (size_t i = 0; i < n; i++) {
 		struct hc_batch_item *it = &items[i];
 		struct bstate *s = &st[i];
@@ -827,13 +931,14 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 		int res;
 		int role = hc_flight_wait(c, t, &s->fl, s->h, s->ent, lease, &res);
 		if (role == HC_FL_ENDED) {
-			if (res == 0 || res == HC_FLIGHT_RETRY) {
+			if (res >= 0) {
 				size_t len = 0;
 				it->rc = hc_get_ex(c, it->key, it->klen, it->buf, it->cap, &len,
 						   &it->meta, 0);
 				it->vlen = len;
 				if (it->rc != HC_E_NOTFOUND) {
-					it->meta.source = HC_SRC_ORIGIN;
+					it->meta.source =
+						res == HC_FLIGHT_L2 ? HC_SRC_L2 : HC_SRC_ORIGIN;
 					it->meta.coalesced = 1;
 					continue;
 				}
@@ -874,8 +979,8 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 		count_loads(c, s->ent, ns, 1);
 		struct outcome r;
 		batch_outcome(&r, all ? all : r1, &v, &ld, ns);
-		it->rc = finish(c, t, &s->fl, it->key, it->klen, o, s->ent, &r, s->old, it->buf,
-				it->cap, &it->vlen, &it->meta);
+		it->rc = finish(c, t, &s->fl, it->key, it->klen, o, s->ent, &r, s->old, true,
+				it->buf, it->cap, &it->vlen, &it->meta);
 	}
 	free(st);
 	free(mine);

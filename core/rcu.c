@@ -48,54 +48,87 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
-/* Read the process start time (field 22 of /proc/<pid>/stat). 0 if unknown. */
-uint64_t hc_proc_start_time(int32_t pid)
+/*
+ * What /proc/<pid>/stat says of @pid: PROC_LIVE with its start time (field
+ * 22, clock ticks since boot), PROC_GONE (no such process, or a zombie,
+ * which has released everything it held), or PROC_UNKNOWN when the file
+ * could not be read or parsed (out of file descriptors, say).  Only a
+ * definite answer may get a slot reaped: a live reader taken for dead
+ * would have memory reused under it.  Called from many threads at once,
+ * so it parses without strtok's hidden state.
+ */
+enum { PROC_GONE, PROC_LIVE, PROC_UNKNOWN };
+static int proc_stat(int32_t pid, uint64_t *start)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return errno == ENOENT || errno == ESRCH ? PROC_GONE : PROC_UNKNOWN;
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	int err = errno;
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return n == 0 || err == ESRCH ? PROC_GONE : PROC_UNKNOWN;
 	buf[n] = '\0';
 	/* comm may contain spaces and parentheses: fields restart after the last ')' */
-	char *p = strrchr(buf, ')');
+	const char *p = strrchr(buf, ')');
 	if (!p)
-		return 0;
-	p++;
-	/* p now points at " S ppid ..." : field 3 is the state, 22 the start time */
+		return PROC_UNKNOWN;
+	/* p + 1 is " S ppid ...": field 3 is the state, field 22 the start time */
 	char state = 0;
-	unsigned long long start = 0;
 	int field = 2;
-	for (char *tok = strtok(p, " "); tok; tok = strtok(NULL, " ")) {
-		field++;
-		if (field == 3)
-			state = tok[0];
-		if (field == 22) {
-			start = strtoull(tok, NULL, 10);
+	for (p++; *p;) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
 			break;
+		field++;
+		if (field == 3) {
+			state = *p;
+		} else if (field == 22) {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(p, &end, 10);
+			if (end == p || errno)
+				return PROC_UNKNOWN;
+			if (state == 'Z' || state == 'X')
+				return PROC_GONE;
+			*start = v;
+			return PROC_LIVE;
 		}
+		while (*p && *p != ' ')
+			p++;
 	}
-	/* a zombie has released everything it held: count it as dead */
-	if (state == 'Z' || state == 'X')
-		return 0;
-	return start;
+	return PROC_UNKNOWN;
 }
 
-/* Is @pid alive and the same process that recorded @start_time? */
+/* The start time of process @pid (ticks since boot), 0 if it cannot be told. */
+uint64_t hc_proc_start_time(int32_t pid)
+{
+	uint64_t start = 0;
+	return proc_stat(pid, &start) == PROC_LIVE ? start : 0;
+}
+
+/*
+ * Is @pid alive and the same process that recorded @start_time (0: any)?
+ * In doubt, alive.
+ */
 bool hc_pid_alive(int32_t pid, uint64_t start_time)
 {
 	if (pid <= 0)
 		return false;
 	if (kill(pid, 0) != 0 && errno == ESRCH)
 		return false;
-	uint64_t now_start = hc_proc_start_time(pid);
-	if (now_start == 0)
+	uint64_t now_start = 0;
+	switch (proc_stat(pid, &now_start)) {
+	case PROC_GONE:
 		return false; /* vanished meanwhile, or a zombie */
-	return start_time == 0 || now_start == start_time;
+	case PROC_UNKNOWN:
+		return true;
+	default:
+		return start_time == 0 || now_start == start_time;
+	}
 }
 
 /* Add a slot's counters to the segment totals and zero them. */

@@ -130,6 +130,9 @@ static int plan(const struct hc_options *o, struct hc_header *g)
 	off += round_up(sizeof(struct hc_slot_ctr), HC_PAGE);
 	g->off_loadctr = off;
 	off += round_up(sizeof(struct hc_load_ctr), HC_PAGE);
+	g->off_agent = off;
+	off += round_up(sizeof(struct hc_agent_rec) + HC_RING_SLOTS * sizeof(struct hc_ring_slot),
+			HC_PAGE);
 	g->off_slots = off;
 	off += round_up((uint64_t)threads * g->slot_stride, HC_PAGE);
 	/* flights: room for every thread to load a few keys at once, at least 1024 */
@@ -194,13 +197,15 @@ int hc_geometry_check(const struct hc_header *h, uint64_t len, char *why, size_t
 		    sizeof(struct hc_tslot));
 	if (h->nflights == 0 || (h->nflights & (h->nflights - 1)) || h->nflights > (1u << 24))
 		BAD("flight records %u not a power of two", h->nflights);
-	const uint64_t offs[] = {h->off_classes, h->off_entities, h->off_totals,
-				 h->off_loadctr, h->off_slots,	  h->off_flights,
-				 h->off_slabtab, h->off_index,	  h->off_arena};
+	const uint64_t offs[] = {h->off_classes, h->off_entities, h->off_totals,  h->off_loadctr,
+				 h->off_agent,	 h->off_slots,	  h->off_flights, h->off_slabtab,
+				 h->off_index,	 h->off_arena};
 	const uint64_t lens[] = {HC_MAX_CLASSES * sizeof(struct hc_class),
 				 HC_MAX_ENTITIES * sizeof(struct hc_entity_rec),
 				 sizeof(struct hc_slot_ctr),
 				 sizeof(struct hc_load_ctr),
+				 sizeof(struct hc_agent_rec) +
+					 HC_RING_SLOTS * sizeof(struct hc_ring_slot),
 				 (uint64_t)h->max_threads * h->slot_stride,
 				 (uint64_t)h->nflights * sizeof(struct hc_flight),
 				 (uint64_t)h->nslabs * 8,
@@ -256,6 +261,8 @@ void hc_bind(struct hc_cache *c, uint8_t *base, uint64_t size)
 	c->entities = (struct hc_entity_rec *)(base + h->off_entities);
 	c->totals = (struct hc_slot_ctr *)(base + h->off_totals);
 	c->loadctr = (struct hc_load_ctr *)(base + h->off_loadctr);
+	c->agent = (struct hc_agent_rec *)(base + h->off_agent);
+	c->ring = (struct hc_ring_slot *)(base + h->off_agent + sizeof(struct hc_agent_rec));
 	c->slots = base + h->off_slots;
 	c->flights = (struct hc_flight *)(base + h->off_flights);
 	c->nflights = h->nflights;
@@ -314,7 +321,10 @@ static int initialize(struct hc_cache *c, int fd, const struct hc_options *o, mo
 	for (uint32_t k = 0; k < h->nclasses; k++)
 		classes[k].hand = (uint64_t)h->nslabs << 32; /* no slab yet */
 	hc_entities_init((struct hc_entity_rec *)(base + h->off_entities));
-
+	struct hc_ring_slot *ring =
+		(struct hc_ring_slot *)(base + h->off_agent + sizeof(struct hc_agent_rec));
+	for (uint32_t i = 0; i < HC_RING_SLOTS; i++)
+		ring[i].seq = i; /* slot i is free for the producer of position i */
 	cmm_smp_wmb();
 	CMM_STORE_SHARED(h->init_state, HC_INIT_READY);
 	cmm_smp_wmb();

@@ -159,6 +159,27 @@ static void add_ctr(struct hc_stats *out, const struct hc_slot_ctr *s, uint64_t 
 	out->index_evictions += CMM_LOAD_SHARED(s->misc[HC_MISC_INDEX_EVICTIONS]);
 }
 
+static void agent_stats(const struct hc_cache *c, struct hc_agent_stats *o)
+{
+	const struct hc_agent_rec *a = c->agent;
+	o->pid = CMM_LOAD_SHARED(c->hdr->agent_pid);
+	uint64_t beat = CMM_LOAD_SHARED(c->hdr->agent_heartbeat_ms);
+	o->heartbeat_age_ms = beat ? (int64_t)(hc_now_ms() - beat) : -1;
+	o->alive = hc_agent_alive(c);
+	o->redis_state = CMM_LOAD_SHARED(a->redis_state);
+	o->ring_size = HC_RING_SLOTS;
+	uint64_t tail = CMM_LOAD_SHARED(a->tail), head = CMM_LOAD_SHARED(a->head);
+	o->ring_depth = tail > head ? tail - head : 0;
+	o->ring_drops = CMM_LOAD_SHARED(a->drops);
+	o->l2_skipped = CMM_LOAD_SHARED(a->l2_skipped);
+	o->ring_skipped = CMM_LOAD_SHARED(a->ring_skipped);
+	o->l2_timeouts = CMM_LOAD_SHARED(a->l2_timeouts);
+	for (int k = 0; k < HC_AG_N; k++)
+		o->ctr[k] = CMM_LOAD_SHARED(a->ctr[k]);
+	for (int b = 0; b < HC_HIST_N; b++)
+		o->l2_hist[b] = CMM_LOAD_SHARED(a->l2_hist[b]);
+}
+
 /* struct hc_load_stats field k, in HC_LD_* order (the histogram last) */
 static uint64_t *load_field(struct hc_load_stats *l, int k)
 {
@@ -241,6 +262,7 @@ int hc_stats(struct hc_cache *c, struct hc_stats *out)
 	}
 	out->flights_total = c->nflights;
 	out->flights_active = hc_flights_active(c);
+	agent_stats(c, &out->agent);
 
 	out->nclasses = c->nclasses;
 	for (uint32_t k = 0; k < c->nclasses; k++) {

@@ -72,6 +72,8 @@ enum hc_error {
 	HC_E_INIT = -40012,	/* a concurrent creator did not finish in time */
 	HC_E_EXISTS = -40013,	/* HC_EXCL and the segment exists */
 	HC_E_FORMAT = -40014,	/* malformed dump stream */
+	HC_E_AGAIN = -40015,	/* nothing to do now (agent: ring empty), try later */
+	HC_E_BUSY = -40016,	/* another live agent serves the segment */
 };
 
 /* hc_options.flags */
@@ -329,6 +331,7 @@ typedef int (*hc_loader_fn)(void *ctx, const void *key, size_t klen, struct hc_l
 int hc_load_value(struct hc_load *ld, const void *val, size_t vlen);
 
 /* hc_load_opts.flags */
+#define HC_LOAD_NO_L2 0x8u /* do not ask L2 (the agent) on a miss, nor write to it */
 #define HC_LOAD_NO_XFETCH 0x1u	   /* no probabilistic early recompute */
 #define HC_LOAD_WRITE_THROUGH 0x2u /* loaded values go to L2 as well (the agent) */
 /*
@@ -438,15 +441,120 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
  */
 int hc_entity_beta(struct hc_cache *c, const char *entity, double beta);
 
-/* hc_set flags for the write paths (hc_set_opts.flags, with HC_ENTRY_*) */
-#define HC_SET_WRITE_THROUGH 0x100u /* also write the value to L2 (the agent) */
+/*
+ * hc_set flags for the write paths (hc_set_opts.flags, with HC_ENTRY_*).
+ * HC_SET_WRITE_THROUGH: also write the value to L2; the agent copies it to
+ * Redis and, if that write fails, deletes the Redis key (so no stale value
+ * stays behind there).  The set succeeds once L1 holds the value; without a
+ * live agent the L2 write is skipped and counted (hc_stats: agent).
+ */
+#define HC_SET_WRITE_THROUGH 0x100u
 
 /*
- * hc_invalidate - drop @key from every tier: deletes it here (and, with the
- * agent, in Redis, and publishes an invalidation event for other hosts).
- * Returns 0 whether or not the key was cached, or the errors of hc_del.
+ * hc_invalidate - drop @key from every tier: deletes it here and, through
+ * the agent, in Redis, and publishes an invalidation event that every other
+ * host's agent applies to its L1.  Returns 0 whether or not the key was
+ * cached (and the event is queued, or no agent serves this segment),
+ * HC_E_AGAIN when L1 is done but an agent is configured and could not take
+ * the event (dead, or its ring full): Redis and other hosts were not told,
+ * or the errors of hc_del.
  */
 int hc_invalidate(struct hc_cache *c, const void *key, size_t klen);
+
+/* ---------------------------------------------------------------------- */
+/* The agent interface (hostcache-agent; see agent/)                       */
+
+/*
+ * Workers reach the host's agent through a bounded ring of requests in the
+ * segment and a futex doorbell: no sockets, no blocking.  The library
+ * queues requests itself (hc_get_or_load's L2 lookups and writes, write-
+ * through sets, invalidations) when an agent's heartbeat is fresh, and
+ * skips L2 at once, counted, when the agent is absent or the ring is full.
+ * These calls are for the agent process.
+ */
+
+/* Request kinds (struct hc_request.op). */
+enum hc_req_op {
+	HC_REQ_GET = 1,	       /* L2 lookup for a flight owner: answer with hc_agent_answer */
+	HC_REQ_SET = 2,	       /* copy the key's current L1 value to L2 (ttl_ms: its TTL left) */
+	HC_REQ_SET_THROUGH = 3, /* as SET, for a write-through hc_set: on failure delete in L2 */
+	HC_REQ_DEL = 4,	       /* delete in L2 */
+	HC_REQ_INVALIDATE = 5, /* delete in L2 and publish an invalidation event */
+};
+
+/* One request taken from the ring. */
+struct hc_request {
+	uint32_t op;	   /* enum hc_req_op */
+	uint32_t klen;	   /* 1..HC_KEY_MAX */
+	uint32_t ttl_ms;   /* SET: TTL for L2 (0: the agent's default) */
+	uint32_t stale_ms; /* GET: stale window for the value filled into L1 */
+	uint64_t token;	   /* GET: identifies the waiting owner (for hc_agent_answer) */
+	uint64_t queued_ms; /* when it was queued (CLOCK_MONOTONIC ms) */
+	char key[HC_KEY_MAX + 1]; /* NUL-terminated for convenience */
+};
+
+/* Answers to an HC_REQ_GET. */
+enum hc_l2_result { HC_L2_HIT = 2, HC_L2_MISS = 3, HC_L2_ERROR = 4 };
+
+/*
+ * hc_agent_begin - become the segment's agent: records this process as the
+ * agent and starts its heartbeat.  Returns 0, HC_E_BUSY if another live
+ * process is the agent (its heartbeat fresh), or an error.
+ */
+int hc_agent_begin(struct hc_cache *c);
+
+/* hc_agent_heartbeat - say the agent is alive (call at least every 250 ms). */
+void hc_agent_heartbeat(struct hc_cache *c);
+
+/* hc_agent_end - stop being the agent (workers skip L2 from now on). */
+void hc_agent_end(struct hc_cache *c);
+
+/*
+ * hc_agent_take - take up to @max queued requests into @out, waiting on the
+ * doorbell up to @timeout_ms when the ring is empty (0: do not wait).
+ * Returns how many (>= 1), HC_E_AGAIN when none came, or an error.  A slot
+ * whose producer died (or stalled over 200 ms) mid-write is skipped.
+ */
+int hc_agent_take(struct hc_cache *c, struct hc_request *out, int max, int timeout_ms);
+
+/*
+ * hc_agent_answer - answer an HC_REQ_GET: on HC_L2_HIT store @val (@vlen
+ * bytes) in L1 with @ttl_ms (0: never expires) and the request's stale
+ * window, then wake the owner, which reads it from L1.  An owner that gave
+ * up waiting meanwhile is left alone (the value is stored all the same).
+ * Returns 0 or an error of hc_set.
+ */
+int hc_agent_answer(struct hc_cache *c, const struct hc_request *r, int result, const void *val,
+		    size_t vlen, uint32_t ttl_ms);
+
+/* Agent-side counters, shown by hc_stats (struct hc_agent_stats). */
+enum hc_agent_ctr {
+	HC_AG_ROUND_TRIPS,     /* pipelines sent to Redis */
+	HC_AG_COMMANDS,	       /* commands in them */
+	HC_AG_L2_ERRORS,       /* commands that failed */
+	HC_AG_WRITE_FAILS,     /* write-through writes that failed (key deleted in L2) */
+	HC_AG_INV_RECEIVED,    /* invalidation messages received */
+	HC_AG_INV_APPLIED,     /* keys dropped from L1 by them */
+	HC_AG_INV_MALFORMED,   /* messages that could not be understood */
+	HC_AG_INV_ECHOES,      /* this agent's own messages, ignored */
+	HC_AG_INV_PUBLISHED,   /* invalidation events published */
+	HC_AG_RECONNECTS,      /* connections to Redis re-established */
+	HC_AG_RESYNCS,	       /* L1 flushes after a lost subscription (events may be lost) */
+	HC_AG_N
+};
+
+/* hc_agent_count - add @n to an agent counter. */
+void hc_agent_count(struct hc_cache *c, enum hc_agent_ctr k, uint64_t n);
+
+/*
+ * hc_agent_l2 - account one L2 lookup of @key: result HC_L2_HIT, _MISS or
+ * _ERROR, and its latency (for the L2 layer's counters and histogram).
+ */
+void hc_agent_l2(struct hc_cache *c, const void *key, size_t klen, int result, uint64_t ns);
+
+/* Redis connection state, for the dashboards (hc_agent_state). */
+enum hc_redis_state { HC_REDIS_UNKNOWN = 0, HC_REDIS_UP = 1, HC_REDIS_DOWN = 2 };
+void hc_agent_state(struct hc_cache *c, enum hc_redis_state st);
 
 /* ---------------------------------------------------------------------- */
 /* HTTP conditional requests                                               */
@@ -531,6 +639,22 @@ struct hc_load_stats {
 	uint64_t load_hist[HC_HIST_N]; /* loader latency per key */
 };
 
+/* The agent and its ring (see "The agent interface"). */
+struct hc_agent_stats {
+	int32_t pid;		  /* the agent process; 0 when none */
+	uint32_t alive;		  /* its heartbeat is fresh */
+	int64_t heartbeat_age_ms; /* -1 when none */
+	uint32_t redis_state;	  /* enum hc_redis_state */
+	uint32_t ring_size;	  /* request slots */
+	uint64_t ring_depth;	  /* requests queued now */
+	uint64_t ring_drops;	  /* requests not queued: the ring was full */
+	uint64_t l2_skipped;	  /* L2 skipped: no live agent */
+	uint64_t ring_skipped;	  /* slots of producers that died mid-write */
+	uint64_t l2_timeouts;	  /* flight owners that stopped waiting for L2 */
+	uint64_t ctr[HC_AG_N];	  /* enum hc_agent_ctr */
+	uint64_t l2_hist[HC_HIST_N]; /* L2 lookup latency (HC_HIST_BOUND_US) */
+};
+
 struct hc_entity_stats {
 	char name[HC_ENTITY_NAME_MAX + 1]; /* "" for keys without a ':' prefix */
 	struct hc_counters layer[HC_LAYER_COUNT];
@@ -543,6 +667,7 @@ struct hc_stats {
 	struct hc_load_stats load;		  /* all entities */
 	uint32_t flights_total;			  /* flight records in the segment */
 	uint32_t flights_active;		  /* of them, loading now */
+	struct hc_agent_stats agent;
 	uint32_t nclasses;
 	uint32_t nentities;
 	struct hc_class_stats cls[HC_MAX_CLASSES];

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
 	gcc libc6-dev pkg-config meson ninja-build   # build
 	liburcu-dev                                  # atomics, barriers, futex
+	libhiredis-dev libjansson-dev                # the agent: Redis client, JSON messages
+	redis-server                                 # the agent's tests start their own
 	python3                                      # JSON checks in the tool tests
 )
 

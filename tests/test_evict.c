@@ -15,7 +15,8 @@ static void key_of(char *k, size_t len, const char *prefix, uint32_t i, size_t *
 static void test_clock(void)
 {
 	const char *name = tu_name("clock");
-	struct hc_options o = {.flags = HC_CREATE, .size = 4u << 20, .max_value = 4096};
+	struct hc_options o = {
+		.flags = HC_CREATE, .size = 4u << 20, .max_threads = 16, .max_value = 4096};
 	struct hc_cache *c;
 	REQUIRE(hc_open(name, &o, &c) == 0);
 	uint8_t val[100], buf[256];
