@@ -208,6 +208,33 @@ static void check_flights(struct walk *w)
 	}
 }
 
+/*
+ * The request ring: head <= tail <= head + slots, and every slot's ticket
+ * is what its position says: the positions between head and tail hold a
+ * claimed (ticket p) or published (p + 1) request, the others are free for
+ * the position of the next lap that maps to them.
+ */
+static void check_ring(struct walk *w)
+{
+	const struct hc_cache *c = &w->c;
+	uint64_t head = c->agent->head, tail = c->agent->tail;
+	if (tail < head || tail - head > HC_RING_SLOTS) {
+		finding(w, HC_CHECK_ERROR, "request ring: head %llu, tail %llu",
+			(unsigned long long)head, (unsigned long long)tail);
+		return;
+	}
+	for (uint64_t p = head; p < head + HC_RING_SLOTS; p++) {
+		uint64_t seq = c->ring[p % HC_RING_SLOTS].seq;
+		if (p < tail ? seq != p && seq != p + 1 : seq != p)
+			finding(w, HC_CHECK_ERROR, "request ring slot %llu: ticket %llu at position %llu",
+				(unsigned long long)(p % HC_RING_SLOTS), (unsigned long long)seq,
+				(unsigned long long)p);
+		else if (p < tail && seq == p)
+			finding(w, HC_CHECK_WARN, "request ring position %llu is being written",
+				(unsigned long long)p);
+	}
+}
+
 /* Validate a published entry; false (with a finding) if it is malformed. */
 static bool check_entry(struct walk *w, uint64_t off, const struct hc_entry *e)
 {
@@ -418,6 +445,7 @@ int hc_check_image(const void *image, size_t len,
 		check_entities(&w);
 		check_slots(&w);
 		check_flights(&w);
+		check_ring(&w);
 		check_blocks(&w, live_per_class);
 		int rc = check_index(&w);
 		if (rc < 0)

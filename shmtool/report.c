@@ -27,6 +27,12 @@
  *                       beta}]  (beta x 1000; -1000 when XFetch is off)
  *                    (name "" for keys without an "entity:" prefix),
  *           loading: {flights_total, flights_active, L},
+ *           agent: {pid, alive, heartbeat_age_ms, redis ("up", "down",
+ *                   "unknown"), ring_size, ring_depth, ring_drops,
+ *                   l2_skipped, ring_skipped, l2_timeouts, round_trips,
+ *                   commands, l2_errors, write_fails, inv_received,
+ *                   inv_applied, inv_malformed, inv_echoes, inv_published,
+ *                   reconnects, resyncs, l2_latency: [{le_us, count}]},
  *           reclamation: {epoch, safe_epoch, reclaim_waits, reclaim_stalls,
  *                         slots_reaped, blocks_recovered, slab_moves,
  *                         index_evictions}}
@@ -282,6 +288,8 @@ static const char *const load_names[] = {
 _Static_assert(NLOAD * sizeof(uint64_t) == offsetof(struct hc_load_stats, load_hist),
 	       "a name per loading counter");
 
+static void hist_json(struct json *j, const char *key, const uint64_t *hist);
+
 static uint64_t load_counter(const struct hc_load_stats *l, size_t k)
 {
 	return ((const uint64_t *)l)[k];
@@ -291,14 +299,7 @@ static void loading_members(struct json *j, const struct hc_load_stats *l)
 {
 	for (size_t k = 0; k < NLOAD; k++)
 		json_u64(j, load_names[k], load_counter(l, k));
-	json_open(j, "load_latency", '[');
-	for (int b = 0; b < HC_HIST_N; b++) {
-		json_open(j, NULL, '{');
-		json_u64(j, "le_us", b == HC_HIST_N - 1 ? 0 : HC_HIST_BOUND_US(b));
-		json_u64(j, "count", l->load_hist[b]);
-		json_close(j, '}');
-	}
-	json_close(j, ']');
+	hist_json(j, "load_latency", l->load_hist);
 }
 
 /* Upper bound (us) of the bucket that holds quantile @q of the loads; 0 if none. */
@@ -315,6 +316,48 @@ static uint64_t hist_quantile(const struct hc_load_stats *l, double q)
 			return HC_HIST_BOUND_US(b);
 	}
 	return HC_HIST_BOUND_US(HC_HIST_N - 1);
+}
+
+static const char *const agent_names[HC_AG_N] = {
+	"round_trips",	 "commands",	"l2_errors",	 "write_fails",
+	"inv_received",	 "inv_applied", "inv_malformed", "inv_echoes",
+	"inv_published", "reconnects",	"resyncs",
+};
+
+static const char *redis_state_name(uint32_t st)
+{
+	return st == HC_REDIS_UP ? "up" : st == HC_REDIS_DOWN ? "down" : "unknown";
+}
+
+static void hist_json(struct json *j, const char *key, const uint64_t *hist)
+{
+	json_open(j, key, '[');
+	for (int b = 0; b < HC_HIST_N; b++) {
+		json_open(j, NULL, '{');
+		json_u64(j, "le_us", b == HC_HIST_N - 1 ? 0 : HC_HIST_BOUND_US(b));
+		json_u64(j, "count", hist[b]);
+		json_close(j, '}');
+	}
+	json_close(j, ']');
+}
+
+static void agent_json(struct json *j, const struct hc_agent_stats *a)
+{
+	json_open(j, "agent", '{');
+	json_i64(j, "pid", a->pid);
+	json_u64(j, "alive", a->alive);
+	json_i64(j, "heartbeat_age_ms", a->heartbeat_age_ms);
+	json_str(j, "redis", redis_state_name(a->redis_state));
+	json_u64(j, "ring_size", a->ring_size);
+	json_u64(j, "ring_depth", a->ring_depth);
+	json_u64(j, "ring_drops", a->ring_drops);
+	json_u64(j, "l2_skipped", a->l2_skipped);
+	json_u64(j, "ring_skipped", a->ring_skipped);
+	json_u64(j, "l2_timeouts", a->l2_timeouts);
+	for (int k = 0; k < HC_AG_N; k++)
+		json_u64(j, agent_names[k], a->ctr[k]);
+	hist_json(j, "l2_latency", a->l2_hist);
+	json_close(j, '}');
 }
 
 static void layers_json(struct json *j, const struct hc_counters *layer)
@@ -382,6 +425,7 @@ static void stats_json(const char *name, const struct hc_stats *s)
 	json_u64(&j, "flights_active", s->flights_active);
 	loading_members(&j, &s->load);
 	json_close(&j, '}');
+	agent_json(&j, &s->agent);
 
 	json_open(&j, "reclamation", '{');
 	json_u64(&j, "epoch", s->epoch);
@@ -488,6 +532,28 @@ static void stats_text(const char *name, const struct hc_stats *s)
 		       shown, es->load.loads, es->load.coalesced, es->load.stale_served,
 		       hist_quantile(&es->load, 0.5), es->beta);
 	}
+
+	const struct hc_agent_stats *ag = &s->agent;
+	if (ag->pid)
+		printf("\nagent        pid %d, %s (heartbeat %lld ms ago), redis %s\n", ag->pid,
+		       ag->alive ? "alive" : "NOT ALIVE", (long long)ag->heartbeat_age_ms,
+		       redis_state_name(ag->redis_state));
+	else
+		printf("\nagent        none: workers use L1 and the origin only\n");
+	printf("  ring               %" PRIu64 " of %" PRIu32 " queued; %" PRIu64
+	       " dropped (full), %" PRIu64 " L2 skipped (no agent), %" PRIu64
+	       " dead writers skipped, %" PRIu64 " L2 waits timed out\n",
+	       ag->ring_depth, ag->ring_size, ag->ring_drops, ag->l2_skipped, ag->ring_skipped,
+	       ag->l2_timeouts);
+	printf("  redis              %" PRIu64 " round trips, %" PRIu64 " commands, %" PRIu64
+	       " errors, %" PRIu64 " failed writes, %" PRIu64 " reconnects\n",
+	       ag->ctr[HC_AG_ROUND_TRIPS], ag->ctr[HC_AG_COMMANDS], ag->ctr[HC_AG_L2_ERRORS],
+	       ag->ctr[HC_AG_WRITE_FAILS], ag->ctr[HC_AG_RECONNECTS]);
+	printf("  invalidations      %" PRIu64 " received, %" PRIu64 " keys applied, %" PRIu64
+	       " malformed, %" PRIu64 " own echoes, %" PRIu64 " published, %" PRIu64 " resyncs\n",
+	       ag->ctr[HC_AG_INV_RECEIVED], ag->ctr[HC_AG_INV_APPLIED],
+	       ag->ctr[HC_AG_INV_MALFORMED], ag->ctr[HC_AG_INV_ECHOES],
+	       ag->ctr[HC_AG_INV_PUBLISHED], ag->ctr[HC_AG_RESYNCS]);
 
 	printf("\nreclamation\n");
 	printf("  epoch              %" PRIu64 " (safe %" PRIu64 ")\n", s->epoch, s->safe_epoch);
