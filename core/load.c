@@ -166,6 +166,9 @@ static void count_loads(struct hc_cache *c, uint32_t ent, uint64_t ns, size_t n)
 static int publish(struct hc_cache *c, struct hc_thread *t, const void *key, size_t klen,
 		   const struct hc_load_opts *o, struct outcome *r, uint32_t ent, bool bell)
 {
+	/* the origin layer's counters: a value (hit), "not found" (miss), an error */
+	hc_count(t, ent, HC_LAYER_ORIGIN,
+		 r->rc == 0 ? HC_CTR_HITS : r->rc == HC_E_NOTFOUND ? HC_CTR_MISSES : HC_CTR_ERRORS);
 	if (r->rc == 0) {
 		r->ttl_ms = jittered(t, r->ttl_ms, o->jitter_pct);
 		struct hc_set_opts so = {

@@ -1078,6 +1078,10 @@ static void test_stats(void)
 	CHECK(st.load.early_refreshes == 0 && st.load.stale_refreshes == 0);
 	CHECK(st.load.stale_served == 0 && st.load.batch_calls == 0 && st.load.uncoalesced == 0);
 	CHECK(hist_sum(&st.load) == 8);
+	/* the origin layer: 6 values, 1 "not found", 1 error; L1 saw the 3 repeats as hits */
+	CHECK(st.layer[HC_LAYER_ORIGIN].hits == 6 && st.layer[HC_LAYER_ORIGIN].misses == 1 &&
+	      st.layer[HC_LAYER_ORIGIN].errors == 1);
+	CHECK(st.layer[HC_LAYER_L1].hits == 3);
 	const struct hc_entity_stats *es = entity(&st, "st");
 	CHECK(es != NULL);
 	if (es) {
