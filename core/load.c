@@ -89,8 +89,8 @@ static double unit_rand(struct hc_thread *t)
 
 static int check_opts(const struct hc_load_opts *o)
 {
-	if (o->jitter_pct > 50 ||
-	    o->flags & ~(uint32_t)(HC_LOAD_NO_XFETCH | HC_LOAD_WRITE_THROUGH | HC_LOAD_BACKGROUND))
+	if (o->jitter_pct > 50 || o->flags & ~(uint32_t)(HC_LOAD_NO_XFETCH | HC_LOAD_WRITE_THROUGH |
+							 HC_LOAD_BACKGROUND | HC_LOAD_NO_L2))
 		return HC_E_INVAL;
 	if (isnan(o->beta))
 		return HC_E_INVAL;
@@ -168,7 +168,9 @@ static int publish(struct hc_cache *c, struct hc_thread *t, const void *key, siz
 {
 	/* the origin layer's counters: a value (hit), "not found" (miss), an error */
 	hc_count(t, ent, HC_LAYER_ORIGIN,
-		 r->rc == 0 ? HC_CTR_HITS : r->rc == HC_E_NOTFOUND ? HC_CTR_MISSES : HC_CTR_ERRORS);
+		 r->rc == 0		  ? HC_CTR_HITS
+		 : r->rc == HC_E_NOTFOUND ? HC_CTR_MISSES
+					  : HC_CTR_ERRORS);
 	if (r->rc == 0) {
 		r->ttl_ms = jittered(t, r->ttl_ms, o->jitter_pct);
 		struct hc_set_opts so = {
