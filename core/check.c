@@ -226,7 +226,8 @@ static void check_ring(struct walk *w)
 	for (uint64_t p = head; p < head + HC_RING_SLOTS; p++) {
 		uint64_t seq = c->ring[p % HC_RING_SLOTS].seq;
 		if (p < tail ? seq != p && seq != p + 1 : seq != p)
-			finding(w, HC_CHECK_ERROR, "request ring slot %llu: ticket %llu at position %llu",
+			finding(w, HC_CHECK_ERROR,
+				"request ring slot %llu: ticket %llu at position %llu",
 				(unsigned long long)(p % HC_RING_SLOTS), (unsigned long long)seq,
 				(unsigned long long)p);
 		else if (p < tail && seq == p)

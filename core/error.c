@@ -41,6 +41,10 @@ const char *hc_strerror(int err)
 		return "segment already exists";
 	case HC_E_FORMAT:
 		return "malformed dump stream";
+	case HC_E_AGAIN:
+		return "not now: the agent could not take the request (absent or busy)";
+	case HC_E_BUSY:
+		return "another live agent serves this segment";
 	}
 	if (err < 0 && err > -4096) {
 		/* strerror's buffer is static; the text for a valid errno is fixed */

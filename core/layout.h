@@ -283,6 +283,7 @@ struct hc_flight {
 };
 #define HC_L2_PENDING 1u   /* asked, no answer yet (HIT, MISS, ERROR: hostcache.h) */
 #define HC_L2_ABANDONED 5u /* the owner stopped waiting */
+#define HC_L2_ANSWERING 6u /* the agent claimed the answer and is storing the value */
 
 /*
  * The request ring: a bounded multi-producer, single-consumer queue of

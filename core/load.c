@@ -179,7 +179,7 @@ static int publish(struct hc_cache *c, struct hc_thread *t, const void *key, siz
 			.compute_ms = r->compute_ms,
 			.flags = o->flags & HC_LOAD_WRITE_THROUGH ? HC_SET_WRITE_THROUGH : 0};
 		int rc = hc_set_ex(c, key, klen, r->v.p, r->v.len, &so);
-		if (rc)
+		if (rc && rc != HC_E_AGAIN)	/* HC_E_AGAIN: in L1, its write-through skipped */
 			return HC_FLIGHT_RETRY; /* waiters load for themselves */
 		/* cache-aside: the agent copies it to L2 (write-through: hc_set_ex queued it) */
 		if (!(o->flags & (HC_LOAD_NO_L2 | HC_LOAD_WRITE_THROUGH)))
@@ -741,6 +741,16 @@ static size_t batch_l2(struct hc_cache *c, struct hc_thread *t, const struct hc_
 		       struct hc_batch_item *items, struct bstate *st,
 		       const struct hc_batch_item **mine, size_t *mine_idx, size_t nmine)
 {
+	/* a quarter of the ring at a time, so other workers' requests still fit */
+	const size_t chunk = HC_RING_SLOTS / 4;
+	if (nmine > chunk) {
+		size_t left = batch_l2(c, t, o, items, st, mine, mine_idx, chunk);
+		size_t rest =
+			batch_l2(c, t, o, items, st, mine + chunk, mine_idx + chunk, nmine - chunk);
+		memmove(mine + left, mine + chunk, rest * sizeof(*mine));
+		memmove(mine_idx + left, mine_idx + chunk, rest * sizeof(*mine_idx));
+		return left + rest;
+	}
 	bool asked = false;
 	for (size_t k = 0; k < nmine; k++) {
 		struct bstate *s = &st[mine_idx[k]];

@@ -29,6 +29,8 @@
 #include "flight.h"
 
 #define RING_STALL_MS 200
+/* How much longer an owner waits for an answer the agent has claimed. */
+#define ANSWER_GRACE_MS 100
 /* An agent whose heartbeat is older than this is taken for gone. */
 #define AGENT_STALE_MS 1000
 
@@ -133,29 +135,49 @@ uint32_t hc_l2_ask(struct hc_cache *c, struct hc_fl *fl, const void *key, size_t
 	return rc ? 0 : pending;
 }
 
-/* Wait until @until_ms for the answer to the lookup that set @pending. */
+/* Sleep on the l2 word while it reads @v, until @until (ms). */
+static void l2_nap(struct hc_flight *f, uint32_t v, uint64_t until)
+{
+	uint64_t now = hc_now_ms();
+	if (now >= until)
+		return;
+	uint64_t left = until - now;
+	struct timespec ts = {.tv_sec = (time_t)(left / 1000),
+			      .tv_nsec = (long)(left % 1000) * 1000000};
+	futex_async((int32_t *)&f->l2, FUTEX_WAIT, (int32_t)v, &ts, NULL, 0);
+}
+
+/*
+ * Wait until @until_ms for the answer to the lookup that set @pending.  An
+ * answer the agent has claimed (ANSWERING: it is storing the value) is
+ * waited for a little longer, so the owner never loads from the origin a
+ * value the agent is about to store over its own.
+ */
 int hc_l2_wait(struct hc_cache *c, struct hc_fl *fl, uint32_t pending, uint64_t until)
 {
 	struct hc_flight *f = fl->f;
+	const uint32_t answering = (pending & ~0xffu) | HC_L2_ANSWERING;
+	uint64_t grace = until + ANSWER_GRACE_MS;
 	for (;;) {
 		uint32_t v = CMM_LOAD_SHARED(f->l2);
-		if (v != pending)
+		if (v != pending && v != answering)
 			return (int)(v & 0xff);
 		uint64_t now = hc_now_ms();
-		if (now >= until)
-			break;
-		uint64_t left = until - now;
-		struct timespec ts = {.tv_sec = (time_t)(left / 1000),
-				      .tv_nsec = (long)(left % 1000) * 1000000};
-		futex_async((int32_t *)&f->l2, FUTEX_WAIT, (int32_t)pending, &ts, NULL, 0);
+		if (v == pending && now >= until) {
+			/* give up, unless the agent claims the answer just now */
+			uint32_t gone = (pending & ~0xffu) | HC_L2_ABANDONED;
+			if (uatomic_cmpxchg(&f->l2, pending, gone) == pending) {
+				uatomic_add(&c->agent->l2_timeouts, 1);
+				return HC_E_AGAIN;
+			}
+			continue;
+		}
+		if (v == answering && now >= grace) {
+			uatomic_add(&c->agent->l2_timeouts, 1);
+			return HC_E_AGAIN; /* an agent stopped mid-answer */
+		}
+		l2_nap(f, v, v == pending ? until : grace);
 	}
-	/* give up, unless the answer lands just now */
-	uint32_t gone = (pending & ~0xffu) | HC_L2_ABANDONED;
-	uint32_t v = uatomic_cmpxchg(&f->l2, pending, gone);
-	if (v != pending)
-		return (int)(v & 0xff);
-	uatomic_add(&c->agent->l2_timeouts, 1);
-	return HC_E_AGAIN;
 }
 
 /* ---- the agent's side ---- */
@@ -268,8 +290,8 @@ int hc_agent_take(struct hc_cache *c, struct hc_request *out, int max, int timeo
 	int rc = agent_usable(c);
 	if (rc)
 		return rc;
-	if (!out || max <= 0 || !c->is_agent)
-		return HC_E_INVAL;
+	if (!out || max <= 0)
+		return HC_E_INVAL; /* after hc_agent_end too: the agent may drain the ring */
 	struct hc_agent_rec *a = c->agent;
 	int n = take_batch(c, out, max);
 	if (n || timeout_ms <= 0)
@@ -301,20 +323,26 @@ int hc_agent_answer(struct hc_cache *c, const struct hc_request *r, int result, 
 	if (!r || r->op != HC_REQ_GET ||
 	    (result != HC_L2_HIT && result != HC_L2_MISS && result != HC_L2_ERROR))
 		return HC_E_INVAL;
+	uint32_t idx = (uint32_t)(r->token >> 32);
+	uint32_t pending = (uint32_t)r->token;
+	if (idx >= c->nflights || (pending & 0xff) != HC_L2_PENDING)
+		return HC_E_INVAL;
+	/*
+	 * Claim the answer first: an owner that gave up has loaded from the
+	 * origin and stored a newer value, which an L2 value must not replace.
+	 */
+	struct hc_flight *f = &c->flights[idx];
+	uint32_t answering = (pending & ~0xffu) | HC_L2_ANSWERING;
+	if (uatomic_cmpxchg(&f->l2, pending, answering) != pending)
+		return 0; /* the owner is gone: nobody asked any more */
 	if (result == HC_L2_HIT) {
 		struct hc_set_opts o = {.ttl_ms = ttl_ms, .stale_ms = r->stale_ms};
 		rc = hc_set_ex(c, r->key, r->klen, val, vlen, &o);
 		if (rc)
 			result = HC_L2_ERROR; /* the owner would not find it in L1 */
 	}
-	uint32_t idx = (uint32_t)(r->token >> 32);
-	uint32_t pending = (uint32_t)r->token;
-	if (idx >= c->nflights || (pending & 0xff) != HC_L2_PENDING)
-		return HC_E_INVAL;
-	struct hc_flight *f = &c->flights[idx];
-	uint32_t done = (pending & ~0xffu) | (uint32_t)result;
-	if (uatomic_cmpxchg(&f->l2, pending, done) == pending)
-		futex_async((int32_t *)&f->l2, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	uatomic_set(&f->l2, (pending & ~0xffu) | (uint32_t)result);
+	futex_async((int32_t *)&f->l2, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 	return rc;
 }
 

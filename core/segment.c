@@ -135,9 +135,12 @@ static int plan(const struct hc_options *o, struct hc_header *g)
 			HC_PAGE);
 	g->off_slots = off;
 	off += round_up((uint64_t)threads * g->slot_stride, HC_PAGE);
-	/* flights: room for every thread to load a few keys at once, at least 1024 */
-	uint32_t nflights = 1024;
-	while (nflights < 4 * threads)
+	/*
+	 * flights: a batch of a thousand misses, or every thread loading a few
+	 * keys, at a quarter of the table, so a key's probe window is rarely full
+	 */
+	uint32_t nflights = 4096;
+	while (nflights < 16 * threads)
 		nflights *= 2;
 	g->nflights = nflights;
 	g->off_flights = off;

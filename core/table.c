@@ -373,8 +373,8 @@ int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val,
 	publish(c, t, off, h, key, klen);
 	hc_read_unlock(t);
 	hc_count(t, ent, HC_LAYER_L1, HC_CTR_SETS);
-	if (o->flags & HC_SET_WRITE_THROUGH)
-		hc_ring_push(c, HC_REQ_SET_THROUGH, key, klen, o->ttl_ms, 0, 0, true);
+	if ((o->flags & HC_SET_WRITE_THROUGH) && CMM_LOAD_SHARED(c->hdr->agent_pid))
+		return hc_ring_push(c, HC_REQ_SET_THROUGH, key, klen, o->ttl_ms, 0, 0, true);
 	return 0;
 }
 

@@ -445,8 +445,11 @@ int hc_entity_beta(struct hc_cache *c, const char *entity, double beta);
  * hc_set flags for the write paths (hc_set_opts.flags, with HC_ENTRY_*).
  * HC_SET_WRITE_THROUGH: also write the value to L2; the agent copies it to
  * Redis and, if that write fails, deletes the Redis key (so no stale value
- * stays behind there).  The set succeeds once L1 holds the value; without a
- * live agent the L2 write is skipped and counted (hc_stats: agent).
+ * stays behind there).  hc_set_ex then returns 0 once L1 holds the value
+ * and the L2 write is queued (or no agent serves the segment), and
+ * HC_E_AGAIN when L1 holds it but an agent is configured and could not take
+ * the write (dead, or its ring full): Redis keeps its old value until its
+ * TTL ends.
  */
 #define HC_SET_WRITE_THROUGH 0x100u
 
@@ -521,8 +524,9 @@ int hc_agent_take(struct hc_cache *c, struct hc_request *out, int max, int timeo
  * hc_agent_answer - answer an HC_REQ_GET: on HC_L2_HIT store @val (@vlen
  * bytes) in L1 with @ttl_ms (0: never expires) and the request's stale
  * window, then wake the owner, which reads it from L1.  An owner that gave
- * up waiting meanwhile is left alone (the value is stored all the same).
- * Returns 0 or an error of hc_set.
+ * up waiting meanwhile is left alone and the value is not stored: that
+ * owner went to the origin, whose value is newer.  Returns 0 or an error of
+ * hc_set.
  */
 int hc_agent_answer(struct hc_cache *c, const struct hc_request *r, int result, const void *val,
 		    size_t vlen, uint32_t ttl_ms);
@@ -534,7 +538,7 @@ enum hc_agent_ctr {
 	HC_AG_L2_ERRORS,       /* commands that failed */
 	HC_AG_WRITE_FAILS,     /* write-through writes that failed (key deleted in L2) */
 	HC_AG_INV_RECEIVED,    /* invalidation messages received */
-	HC_AG_INV_APPLIED,     /* keys dropped from L1 by them */
+	HC_AG_INV_APPLIED,     /* keys they named, dropped from L1 (whether cached or not) */
 	HC_AG_INV_MALFORMED,   /* messages that could not be understood */
 	HC_AG_INV_ECHOES,      /* this agent's own messages, ignored */
 	HC_AG_INV_PUBLISHED,   /* invalidation events published */

@@ -1,0 +1,1454 @@
+/*
+ * test_agent.c - hostcache-agent end to end, against a private redis-server.
+ *
+ * The test starts its own redis-server on a unix socket in a mkdtemp
+ * directory, and for each scenario fresh segments ("hosts") with one agent
+ * each, all sharing that Redis:
+ *
+ *   cache-aside     a load on host A reaches Redis; the same key on host B
+ *                   comes from L2, the loader having run once.
+ *   write-through   an HC_SET_WRITE_THROUGH set reaches Redis; one whose
+ *                   Redis write fails (maxmemory 1, noeviction: SET gets
+ *                   OOM, DEL works) deletes the Redis key, counted.
+ *   invalidation    hc_invalidate on A drops the key from B's L1 and from
+ *                   Redis; the seed's event format and the other accepted
+ *                   formats work; malformed messages are counted and
+ *                   harmless; A ignores (and counts) its own echo.
+ *   batch           hc_get_many of 100 missing keys: one batch-loader call,
+ *                   at most one read and one write round trip to Redis;
+ *                   the same keys on B: all from L2, one round trip.
+ *   redis killed    loads keep working from the origin, fast; the agent
+ *                   reports Redis down, reconnects when it is back, and
+ *                   drops L1 because events may have been lost meanwhile.
+ *   agent killed    loads, sets and L1 hits keep working; once the
+ *                   heartbeat is stale L2 is skipped at once, counted, and
+ *                   write-through sets and invalidations say HC_E_AGAIN
+ *                   (L1 done, Redis not told); a restarted agent does not
+ *                   trust L1 silently and serves L2 again.
+ *
+ * Usage: test_agent PATH-TO-hostcache-agent.  Exits 77 (skipped) when
+ * redis-server or redis-cli is not installed.
+ *
+ * Every process the test starts (redis-server, agents, workers) is killed
+ * and every segment and file it made is removed on any exit: normal, exit()
+ * from a failed REQUIRE (atexit), or a fatal or termination signal.  The
+ * children also get PR_SET_PDEATHSIG, so even a SIGKILL of the test does not
+ * leave a Redis or an agent behind.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+#define PFX "hc:" /* the agents' --prefix for keys in Redis */
+#define CHANNEL "cache_invalidation"
+#define SEG_SIZE (16u << 20)
+#define NBATCH 100
+#define VAL_CAP 128
+
+/* ---------------------------------------------------------------------- */
+/* Cleanup on every exit                                                   */
+
+#define MAX_PROCS 16
+#define MAX_SEGS 16
+#define MAX_FILES 32
+
+static pid_t main_pid;
+static char dir[64];
+static char sock_path[128];
+static char redis_url[160];
+static char redis_log[128];
+static char redis_server_path[PATH_MAX];
+static char redis_cli_path[PATH_MAX];
+static const char *agent_path;
+
+static volatile pid_t procs[MAX_PROCS];
+static char seg_paths[MAX_SEGS][HC_NAME_MAX + 16];
+static char files[MAX_FILES][192];
+
+static void track_pid(pid_t pid)
+{
+	for (int i = 0; i < MAX_PROCS; i++) {
+		if (!procs[i]) {
+			procs[i] = pid;
+			return;
+		}
+	}
+	fprintf(stderr, "too many child processes to track\n");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	exit(1);
+}
+
+static void untrack_pid(pid_t pid)
+{
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (procs[i] == pid)
+			procs[i] = 0;
+}
+
+static void track_file(const char *path)
+{
+	for (int i = 0; i < MAX_FILES; i++) {
+		if (!strcmp(files[i], path))
+			return;
+		if (!files[i][0]) {
+			snprintf(files[i], sizeof(files[i]), "%s", path);
+			return;
+		}
+	}
+}
+
+/* Kill what is left, remove segments and files.  Async-signal-safe enough:
+ * kill, waitpid, shm_unlink, unlink and rmdir only, on precomputed paths. */
+static void cleanup(void)
+{
+	if (getpid() != main_pid)
+		return; /* a forked worker exiting: nothing of ours to clean */
+	for (int i = 0; i < MAX_PROCS; i++) {
+		pid_t p = procs[i];
+		if (p > 0) {
+			kill(p, SIGKILL);
+			waitpid(p, NULL, 0);
+			procs[i] = 0;
+		}
+	}
+	for (int i = 0; i < MAX_SEGS; i++) {
+		if (seg_paths[i][0]) {
+			shm_unlink(seg_paths[i]);
+			seg_paths[i][0] = '\0';
+		}
+	}
+	for (int i = 0; i < MAX_FILES; i++)
+		if (files[i][0])
+			unlink(files[i]);
+	if (dir[0])
+		rmdir(dir);
+}
+
+static void cleanup_atexit(void)
+{
+	if (getpid() != main_pid)
+		return;
+	cleanup();
+	if (!dir[0])
+		return;
+	/* anything else Redis or an agent left in the directory */
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			char p[512];
+			snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+			unlink(p);
+		}
+		closedir(d);
+	}
+	if (rmdir(dir) != 0 && errno != ENOENT)
+		fprintf(stderr, "cannot remove %s: %s\n", dir, strerror(errno));
+	dir[0] = '\0';
+}
+
+static void on_fatal(int sig)
+{
+	cleanup();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void install_cleanup(void)
+{
+	static const int sigs[] = {SIGINT,  SIGTERM, SIGHUP, SIGQUIT, SIGABRT,
+				   SIGSEGV, SIGBUS,  SIGFPE, SIGILL,  SIGALRM};
+	atexit(cleanup_atexit);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_fatal;
+		sigemptyset(&sa.sa_mask);
+		sa.sa_flags = SA_RESETHAND;
+		sigaction(sigs[i], &sa, NULL);
+	}
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Small helpers                                                           */
+
+static double ms_since(uint64_t t0_ns)
+{
+	return (double)(tu_now_ns() - t0_ns) / 1e6;
+}
+
+static void sleep_us(unsigned us)
+{
+	struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* Evaluate @cond until it holds or @timeout_ms passed: the ms it took, or -1. */
+#define WAIT_FOR(cond, timeout_ms)                                               \
+	({                                                                       \
+		uint64_t t0_ = tu_now_ns();                                      \
+		double r_ = -1;                                                  \
+		for (;;) {                                                       \
+			if (cond) {                                              \
+				r_ = ms_since(t0_);                              \
+				break;                                           \
+			}                                                        \
+			if (tu_now_ns() - t0_ > (uint64_t)(timeout_ms)*1000000u) \
+				break;                                           \
+			sleep_us(500);                                           \
+		}                                                                \
+		r_;                                                              \
+	})
+
+static void log_stderr(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	if (level <= HC_LOG_WARN)
+		fprintf(stderr, "hostcache[%d]: %s\n", (int)getpid(), msg);
+}
+
+static bool find_in_path(const char *prog, char *out, size_t cap)
+{
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+	while (*path) {
+		const char *end = strchr(path, ':');
+		size_t n = end ? (size_t)(end - path) : strlen(path);
+		if (n) {
+			snprintf(out, cap, "%.*s/%s", (int)n, path, prog);
+			if (access(out, X_OK) == 0)
+				return true;
+		}
+		path += n + (end ? 1 : 0);
+	}
+	return false;
+}
+
+static void value_of(const char *key, size_t klen, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "value-of-%.*s", (int)klen, key);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Child processes                                                         */
+
+/*
+ * Fork and exec @argv[0] with stdout and stderr appended to @log (NULL:
+ * /dev/null), stdin from /dev/null; the child dies with the test.
+ */
+static pid_t spawn(char *const argv[], const char *log)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != main_pid)
+			_exit(126);
+		int in = open("/dev/null", O_RDONLY);
+		int out = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (in < 0 || out < 0)
+			_exit(126);
+		dup2(in, 0);
+		dup2(out, 1);
+		dup2(out, 2);
+		unsetenv("HOSTCACHE_REDIS_PASSWORD");
+		unsetenv("HOSTCACHE_REDIS");
+		unsetenv("HOSTCACHE_NAME");
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	track_pid(pid);
+	if (log)
+		track_file(log);
+	return pid;
+}
+
+/* Wait up to @timeout_ms for @pid to exit; its status, or -1 if it still runs. */
+static int wait_exit(pid_t pid, unsigned timeout_ms)
+{
+	int st = -1;
+	uint64_t t0 = tu_now_ns();
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid) {
+			untrack_pid(pid);
+			return st;
+		}
+		if (r < 0) {
+			untrack_pid(pid);
+			return -1;
+		}
+		if (ms_since(t0) > timeout_ms)
+			return -1;
+		tu_sleep_ms(2);
+	}
+}
+
+static void kill_wait(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	untrack_pid(pid);
+}
+
+/* Print the last @lines lines of @path to stderr, each prefixed with @tag. */
+static void print_tail(const char *path, const char *tag, int lines)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	static char buf[1 << 20];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	size_t start = n;
+	int seen = 0;
+	while (start > 0) {
+		if (buf[start - 1] == '\n' && start != n && ++seen >= lines)
+			break;
+		start--;
+	}
+	fprintf(stderr, "---- last lines of %s ----\n", tag);
+	char *p = buf + start;
+	while (*p) {
+		char *nl = strchr(p, '\n');
+		int len = nl ? (int)(nl - p) : (int)strlen(p);
+		fprintf(stderr, "  %s| %.*s\n", tag, len, p);
+		p += len + (nl ? 1 : 0);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* redis-cli and redis-server                                              */
+
+/*
+ * Run "redis-cli -s SOCK args..." and put its output (stdout and stderr,
+ * trailing newlines cut) in @out.  Returns 0, or -1 when it failed or took
+ * over 5 s (then killed).
+ */
+static int rcli_v(char *out, size_t cap, const char *const *args)
+{
+	const char *argv[160] = {redis_cli_path, "-s", sock_path};
+	int n = 3;
+	while (args[n - 3] && n < 159) {
+		argv[n] = args[n - 3];
+		n++;
+	}
+	argv[n] = NULL;
+	int pfd[2];
+	REQUIRE(pipe(pfd) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		int in = open("/dev/null", O_RDONLY);
+		dup2(in, 0);
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		close(pfd[0]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	track_pid(pid);
+	close(pfd[1]);
+	size_t len = 0;
+	uint64_t t0 = tu_now_ns();
+	bool timed_out = false;
+	for (;;) {
+		int left = 5000 - (int)ms_since(t0);
+		if (left <= 0) {
+			timed_out = true;
+			break;
+		}
+		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		if (poll(&p, 1, left) <= 0)
+			continue;
+		char tmp[4096];
+		ssize_t r = read(pfd[0], tmp, sizeof(tmp));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		size_t take = (size_t)r < cap - 1 - len ? (size_t)r : cap - 1 - len;
+		memcpy(out + len, tmp, take);
+		len += take;
+	}
+	close(pfd[0]);
+	out[len] = '\0';
+	while (len && (out[len - 1] == '\n' || out[len - 1] == '\r' || out[len - 1] == ' '))
+		out[--len] = '\0';
+	if (timed_out) {
+		kill_wait(pid);
+		fprintf(stderr, "redis-cli %s: no answer in 5 s\n", args[0]);
+		return -1;
+	}
+	int st = wait_exit(pid, 5000);
+	if (st == -1) {
+		kill_wait(pid);
+		return -1;
+	}
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+#define RCLI(out, cap, ...) rcli_v(out, cap, (const char *const[]){__VA_ARGS__, NULL})
+
+/* An integer reply, or LLONG_MIN. */
+static long long rcli_int_v(const char *const *args)
+{
+	char out[512];
+	if (rcli_v(out, sizeof(out), args) != 0 || !out[0])
+		return LLONG_MIN;
+	char *end;
+	errno = 0;
+	long long v = strtoll(out, &end, 10);
+	return errno || *end ? LLONG_MIN : v;
+}
+
+#define RCLI_INT(...) rcli_int_v((const char *const[]){__VA_ARGS__, NULL})
+
+/* GET of a Redis key into @out ("" when absent: check EXISTS to tell). */
+static int r_get(const char *rkey, char *out, size_t cap)
+{
+	return RCLI(out, cap, "GET", rkey);
+}
+
+static bool r_has(const char *rkey, const char *want)
+{
+	char out[512];
+	return r_get(rkey, out, sizeof(out)) == 0 && !strcmp(out, want);
+}
+
+static bool redis_pings(void)
+{
+	char out[64];
+	return RCLI(out, sizeof(out), "PING") == 0 && !strcmp(out, "PONG");
+}
+
+static pid_t redis_pid;
+
+/* Start redis-server on sock_path; 0 when it answers PING within 5 s. */
+static int redis_start(void)
+{
+	char *argv[] = {redis_server_path,
+			"--port",
+			"0",
+			"--unixsocket",
+			sock_path,
+			"--unixsocketperm",
+			"700",
+			"--save",
+			"",
+			"--appendonly",
+			"no",
+			"--dir",
+			dir,
+			NULL};
+	track_file(sock_path);
+	redis_pid = spawn(argv, redis_log);
+	uint64_t t0 = tu_now_ns();
+	while (ms_since(t0) < 5000) {
+		int st;
+		if (waitpid(redis_pid, &st, WNOHANG) == redis_pid) {
+			untrack_pid(redis_pid);
+			redis_pid = 0;
+			fprintf(stderr, "redis-server exited at start (status 0x%x)\n", st);
+			print_tail(redis_log, "redis", 20);
+			return -1;
+		}
+		if (access(sock_path, F_OK) == 0 && redis_pings())
+			return 0;
+		tu_sleep_ms(10);
+	}
+	fprintf(stderr, "redis-server did not answer PING within 5 s\n");
+	print_tail(redis_log, "redis", 20);
+	return -1;
+}
+
+static void redis_kill(void)
+{
+	if (redis_pid > 0)
+		kill_wait(redis_pid);
+	redis_pid = 0;
+}
+
+/* Stop Redis at the end: SIGTERM (it saves nothing: --save ""), SIGKILL after 3 s. */
+static void redis_stop(void)
+{
+	if (redis_pid <= 0)
+		return;
+	kill(redis_pid, SIGTERM);
+	if (wait_exit(redis_pid, 3000) == -1)
+		kill_wait(redis_pid);
+	redis_pid = 0;
+}
+
+/* cmdstat_<cmd>:calls=N from INFO commandstats text; 0 when absent. */
+static long long cmdstat(const char *info, const char *cmd)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "cmdstat_%s:calls=", cmd);
+	const char *p = strstr(info, pat);
+	return p ? strtoll(p + strlen(pat), NULL, 10) : 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Segments and agents                                                     */
+
+#define MAX_HANDLES 8
+static struct hc_cache *handles[MAX_HANDLES]; /* the parent's, closed in workers */
+
+static struct hc_cache *seg_open(const char *name)
+{
+	for (int i = 0; i < MAX_SEGS; i++) {
+		if (!seg_paths[i][0]) {
+			snprintf(seg_paths[i], sizeof(seg_paths[i]), "/hostcache.%s", name);
+			break;
+		}
+	}
+	struct hc_options o = {.flags = HC_CREATE | HC_EXCL,
+			       .size = SEG_SIZE,
+			       .max_value = 65536,
+			       .log = log_stderr};
+	struct hc_cache *c = NULL;
+	int rc = hc_open(name, &o, &c);
+	if (rc)
+		fprintf(stderr, "hc_open(%s): %s\n", name, hc_strerror(rc));
+	REQUIRE(rc == 0);
+	for (int i = 0; i < MAX_HANDLES; i++) {
+		if (!handles[i]) {
+			handles[i] = c;
+			break;
+		}
+	}
+	return c;
+}
+
+static void seg_close(struct hc_cache *c, const char *name)
+{
+	for (int i = 0; i < MAX_HANDLES; i++)
+		if (handles[i] == c)
+			handles[i] = NULL;
+	hc_close(c);
+	CHECK_RC(hc_unlink(name), 0);
+	char p[HC_NAME_MAX + 16];
+	snprintf(p, sizeof(p), "/hostcache.%s", name);
+	for (int i = 0; i < MAX_SEGS; i++)
+		if (!strcmp(seg_paths[i], p))
+			seg_paths[i][0] = '\0';
+}
+
+struct agent {
+	char tag[8]; /* "A", "B": the host */
+	const char *seg;
+	char id[64];
+	char log[160];
+	pid_t pid;
+};
+
+static void agent_init(struct agent *a, const char *tag, const char *seg)
+{
+	memset(a, 0, sizeof(*a));
+	snprintf(a->tag, sizeof(a->tag), "%s", tag);
+	a->seg = seg;
+	snprintf(a->id, sizeof(a->id), "host-%s-%d", tag, (int)getpid());
+	snprintf(a->log, sizeof(a->log), "%s/agent-%s.log", dir, seg);
+}
+
+static void agent_start(struct agent *a)
+{
+	char *argv[] = {(char *)agent_path,
+			"-n",
+			(char *)a->seg,
+			"--redis",
+			redis_url,
+			"--prefix",
+			PFX,
+			"--id",
+			a->id,
+			"--log-level",
+			"debug",
+			"--maintain-ms",
+			"100",
+			NULL};
+	a->pid = spawn(argv, a->log);
+}
+
+/* Is the agent still running?  Reports (once) how it ended if not. */
+static bool agent_running(struct agent *a)
+{
+	if (a->pid <= 0)
+		return false;
+	int st;
+	if (waitpid(a->pid, &st, WNOHANG) == a->pid) {
+		fprintf(stderr, "agent %s (pid %d) ended: %s %d\n", a->tag, (int)a->pid,
+			WIFEXITED(st) ? "exit" : "signal",
+			WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		untrack_pid(a->pid);
+		a->pid = 0;
+		return false;
+	}
+	return true;
+}
+
+/* SIGTERM; it must exit 0 within 3 s.  Returns the ms it took. */
+static double agent_stop(struct agent *a)
+{
+	if (a->pid <= 0)
+		return 0;
+	uint64_t t0 = tu_now_ns();
+	kill(a->pid, SIGTERM);
+	int st = wait_exit(a->pid, 3000);
+	double ms = ms_since(t0);
+	if (st == -1) {
+		fprintf(stderr, "agent %s did not stop within 3 s of SIGTERM: killed\n", a->tag);
+		kill_wait(a->pid);
+		CHECK(!"agent stops on SIGTERM");
+	} else {
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			fprintf(stderr, "agent %s: SIGTERM -> status 0x%x\n", a->tag, st);
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	a->pid = 0;
+	return ms;
+}
+
+static void agent_kill(struct agent *a)
+{
+	if (a->pid > 0)
+		kill_wait(a->pid);
+	a->pid = 0;
+}
+
+static struct hc_stats g_st;
+
+static struct hc_agent_stats agent_stats(struct hc_cache *c)
+{
+	int rc = hc_stats(c, &g_st);
+	CHECK_RC(rc, 0);
+	return g_st.agent;
+}
+
+static uint64_t ctr(struct hc_cache *c, enum hc_agent_ctr k)
+{
+	return agent_stats(c).ctr[k];
+}
+
+static bool agent_up(struct hc_cache *c)
+{
+	struct hc_agent_stats s = agent_stats(c);
+	return s.alive && s.redis_state == HC_REDIS_UP;
+}
+
+/*
+ * Wait until the agent serves @c: its heartbeat fresh and Redis UP (5 s at
+ * most), then until its subscription is live: a probe published on the
+ * channel is received (5 s at most).  Returns the ms it took, or -1.
+ */
+static double agent_ready(struct hc_cache *c, struct agent *a)
+{
+	uint64_t t0 = tu_now_ns();
+	while (!agent_up(c)) {
+		if (!agent_running(a) || ms_since(t0) > 5000) {
+			struct hc_agent_stats s = agent_stats(c);
+			fprintf(stderr,
+				"agent %s not ready: alive %u, redis_state %u, pid %d, heartbeat "
+				"age %lld ms\n",
+				a->tag, s.alive, s.redis_state, (int)s.pid,
+				(long long)s.heartbeat_age_ms);
+			print_tail(a->log, a->tag, 30);
+			return -1;
+		}
+		tu_sleep_ms(2);
+	}
+	uint64_t t1 = tu_now_ns();
+	uint64_t r0 = ctr(c, HC_AG_INV_RECEIVED);
+	for (int n = 0; ms_since(t1) < 5000; n++) {
+		char probe[96], out[64];
+		snprintf(probe, sizeof(probe), "probe:%s:%d", a->id, n);
+		RCLI(out, sizeof(out), "PUBLISH", CHANNEL, probe);
+		if (WAIT_FOR(ctr(c, HC_AG_INV_RECEIVED) > r0, 100) >= 0)
+			return ms_since(t0);
+	}
+	fprintf(stderr, "agent %s: no invalidation probe received within 5 s\n", a->tag);
+	print_tail(a->log, a->tag, 30);
+	return -1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Loaders and workers                                                     */
+
+struct one {
+	int rc;
+	uint8_t source;
+	size_t vlen;
+	char val[VAL_CAP];
+	double ms;
+	int64_t ttl_left_ms;
+};
+
+struct shared {
+	int loads;	 /* single-key loader calls, every process */
+	int batch_calls; /* batch-loader calls */
+	int batch_keys;	 /* keys handed to them */
+	int child_errors;
+	struct one one;
+	int batch_ret;
+	double batch_ms;
+	struct one items[NBATCH];
+};
+
+static struct shared *sh;
+
+static int loader(void *ctx, const void *key, size_t klen, struct hc_load *ld)
+{
+	(void)ctx;
+	char v[HC_KEY_MAX + 16];
+	value_of(key, klen, v, sizeof(v));
+	__atomic_add_fetch(&sh->loads, 1, __ATOMIC_SEQ_CST);
+	return hc_load_value(ld, v, strlen(v));
+}
+
+static int batch_loader(void *ctx, const struct hc_batch_item *const *items, size_t n,
+			struct hc_load *lds, int *rc)
+{
+	(void)ctx;
+	__atomic_add_fetch(&sh->batch_calls, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&sh->batch_keys, (int)n, __ATOMIC_SEQ_CST);
+	for (size_t i = 0; i < n; i++) {
+		char v[HC_KEY_MAX + 16];
+		value_of(items[i]->key, items[i]->klen, v, sizeof(v));
+		rc[i] = hc_load_value(&lds[i], v, strlen(v));
+	}
+	return 0;
+}
+
+static const struct hc_load_opts load_opts = {.ttl_ms = 60000};
+
+/* hc_get_or_load of @key into @r, timed. */
+static void load_one(struct hc_cache *c, const char *key, struct one *r)
+{
+	struct hc_meta m;
+	memset(&m, 0, sizeof(m));
+	memset(r, 0, sizeof(*r));
+	uint64_t t0 = tu_now_ns();
+	r->rc = hc_get_or_load(c, key, strlen(key), loader, NULL, &load_opts, r->val,
+			       sizeof(r->val) - 1, &r->vlen, &m);
+	r->ms = ms_since(t0);
+	r->source = m.source;
+	r->ttl_left_ms = m.ttl_left_ms;
+	if (r->rc == 0)
+		r->val[r->vlen] = '\0';
+	else
+		r->val[0] = '\0';
+}
+
+/* Is @r a success with @key's value from @source? */
+static bool one_ok(const struct one *r, const char *key, int source)
+{
+	char want[HC_KEY_MAX + 16];
+	value_of(key, strlen(key), want, sizeof(want));
+	bool ok = r->rc == 0 && r->source == source && !strcmp(r->val, want);
+	if (!ok)
+		fprintf(stderr, "%s: rc %d (%s), source %u (expected %d), value '%s'\n", key, r->rc,
+			hc_strerror(r->rc), r->source, source, r->val);
+	return ok;
+}
+
+typedef void (*work_fn)(struct hc_cache *c, const void *arg);
+
+/* Run @fn in a forked worker process with its own handle on @seg. */
+static void run_worker(const char *seg, work_fn fn, const void *arg)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (int i = 0; i < MAX_HANDLES; i++)
+			hc_close(handles[i]); /* inherited: only unmapped */
+		struct hc_cache *c;
+		int rc = hc_open(seg, &(struct hc_options){.log = log_stderr}, &c);
+		if (rc) {
+			fprintf(stderr, "worker: hc_open(%s): %s\n", seg, hc_strerror(rc));
+			__atomic_add_fetch(&sh->child_errors, 1, __ATOMIC_SEQ_CST);
+			_exit(3);
+		}
+		fn(c, arg);
+		hc_close(c);
+		fflush(NULL);
+		_exit(0);
+	}
+	track_pid(pid);
+	int st = wait_exit(pid, 15000);
+	if (st == -1) {
+		fprintf(stderr, "worker %d still running after 15 s: killed\n", (int)pid);
+		kill_wait(pid);
+	}
+	CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void w_load_one(struct hc_cache *c, const void *arg)
+{
+	load_one(c, arg, &sh->one);
+}
+
+static void w_batch(struct hc_cache *c, const void *arg)
+{
+	(void)arg;
+	static struct hc_batch_item it[NBATCH];
+	static char keys[NBATCH][16];
+	static char bufs[NBATCH][VAL_CAP];
+	for (int i = 0; i < NBATCH; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "item:%03d", i);
+		it[i] = (struct hc_batch_item){.key = keys[i],
+					       .klen = strlen(keys[i]),
+					       .buf = bufs[i],
+					       .cap = VAL_CAP - 1};
+	}
+	uint64_t t0 = tu_now_ns();
+	sh->batch_ret = hc_get_many(c, it, NBATCH, batch_loader, NULL, &load_opts);
+	sh->batch_ms = ms_since(t0);
+	for (int i = 0; i < NBATCH; i++) {
+		struct one *r = &sh->items[i];
+		r->rc = it[i].rc;
+		r->source = it[i].meta.source;
+		r->vlen = it[i].vlen;
+		size_t n = it[i].rc == 0 && it[i].vlen < VAL_CAP ? it[i].vlen : 0;
+		memcpy(r->val, bufs[i], n);
+		r->val[n] = '\0';
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* L1 helpers                                                              */
+
+static int l1_get(struct hc_cache *c, const char *key, char *out, size_t cap)
+{
+	size_t n = 0;
+	int rc = hc_get(c, key, strlen(key), out, cap - 1, &n);
+	out[rc == 0 ? n : 0] = '\0';
+	return rc;
+}
+
+static bool l1_has(struct hc_cache *c, const char *key, const char *want)
+{
+	char buf[VAL_CAP];
+	return l1_get(c, key, buf, sizeof(buf)) == 0 && !strcmp(buf, want);
+}
+
+static bool l1_gone(struct hc_cache *c, const char *key)
+{
+	char buf[VAL_CAP];
+	return l1_get(c, key, buf, sizeof(buf)) == HC_E_NOTFOUND;
+}
+
+static int l1_set(struct hc_cache *c, const char *key, const char *val, uint32_t flags)
+{
+	struct hc_set_opts o = {.ttl_ms = 30000, .flags = flags};
+	return hc_set_ex(c, key, strlen(key), val, strlen(val), &o);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Scenarios                                                               */
+
+struct scenario {
+	const char *what;
+	int failures0;
+	uint64_t t0;
+	struct agent ag[2];
+	struct hc_cache *c[2];
+	const char *seg[2];
+	int nhosts;
+};
+
+/* Fresh segments and agents for @nhosts hosts ("A", "B"), ready to serve. */
+static void sc_begin(struct scenario *s, const char *what, const char *base, int nhosts)
+{
+	memset(s, 0, sizeof(*s));
+	s->what = what;
+	s->failures0 = tu_failures;
+	s->t0 = tu_now_ns();
+	s->nhosts = nhosts;
+	memset(sh, 0, sizeof(*sh));
+	static const char *const tags[2] = {"A", "B"};
+	for (int i = 0; i < nhosts; i++) {
+		char b[32];
+		snprintf(b, sizeof(b), "%s%s", base, tags[i]);
+		s->seg[i] = tu_name(b);
+		s->c[i] = seg_open(s->seg[i]);
+		agent_init(&s->ag[i], tags[i], s->seg[i]);
+		agent_start(&s->ag[i]);
+	}
+	for (int i = 0; i < nhosts; i++) {
+		double ms = agent_ready(s->c[i], &s->ag[i]);
+		REQUIRE(ms >= 0);
+		printf("%s: agent %s ready (alive, Redis up, subscribed) in %.1f ms\n", what,
+		       tags[i], ms);
+	}
+}
+
+static void sc_end(struct scenario *s)
+{
+	for (int i = 0; i < s->nhosts; i++) {
+		bool was_running = agent_running(&s->ag[i]);
+		if (s->ag[i].pid > 0) {
+			double ms = agent_stop(&s->ag[i]);
+			printf("%s: agent %s stopped on SIGTERM in %.1f ms\n", s->what,
+			       s->ag[i].tag, ms);
+		}
+		CHECK(was_running);
+	}
+	CHECK(sh->child_errors == 0);
+	if (tu_failures != s->failures0) {
+		fprintf(stderr, "%s: FAILED (%d check(s)); agent logs:\n", s->what,
+			tu_failures - s->failures0);
+		for (int i = 0; i < s->nhosts; i++)
+			print_tail(s->ag[i].log, s->ag[i].tag, 40);
+		print_tail(redis_log, "redis", 10);
+	}
+	for (int i = 0; i < s->nhosts; i++) {
+		seg_close(s->c[i], s->seg[i]);
+		unlink(s->ag[i].log);
+	}
+	printf("%s: %s in %.2f s\n", s->what, tu_failures == s->failures0 ? "passed" : "FAILED",
+	       ms_since(s->t0) / 1e3);
+}
+
+/* 1. Cache-aside across two hosts. */
+static void test_cache_aside(void)
+{
+	struct scenario s;
+	sc_begin(&s, "cache-aside", "ca", 2);
+	struct hc_cache *B = s.c[1];
+	const char *key = "product:1";
+	char want[64];
+	value_of(key, strlen(key), want, sizeof(want));
+
+	run_worker(s.seg[0], w_load_one, key);
+	printf("cache-aside: load on A: source %u (origin %d), %.2f ms, loader calls %d\n",
+	       sh->one.source, HC_SRC_ORIGIN, sh->one.ms, sh->loads);
+	CHECK(one_ok(&sh->one, key, HC_SRC_ORIGIN));
+	CHECK(sh->loads == 1);
+
+	double ms = WAIT_FOR(r_has(PFX "product:1", want), 2000);
+	printf("cache-aside: the value reached Redis %.1f ms after the load returned\n", ms);
+	CHECK(ms >= 0);
+	long long pttl = RCLI_INT("PTTL", PFX "product:1");
+	printf("cache-aside: PTTL in Redis %lld ms (load ttl 60000)\n", pttl);
+	CHECK(pttl > 0 && pttl <= 60000);
+
+	uint64_t hits0 = (hc_stats(B, &g_st), g_st.layer[HC_LAYER_L2].hits);
+	run_worker(s.seg[1], w_load_one, key);
+	printf("cache-aside: same key on B: source %u (L2 %d), %.2f ms, ttl left %lld ms, "
+	       "loader calls %d\n",
+	       sh->one.source, HC_SRC_L2, sh->one.ms, (long long)sh->one.ttl_left_ms, sh->loads);
+	CHECK(one_ok(&sh->one, key, HC_SRC_L2));
+	CHECK(sh->loads == 1);
+	CHECK(sh->one.ttl_left_ms > 0 && sh->one.ttl_left_ms <= 60000);
+	CHECK(l1_has(B, key, want)); /* B's L1 holds it now */
+	CHECK_RC(hc_stats(B, &g_st), 0);
+	CHECK(g_st.layer[HC_LAYER_L2].hits == hits0 + 1);
+	sc_end(&s);
+}
+
+/* 2. Write-through, and a write-through whose Redis write fails. */
+static void test_write_through(void)
+{
+	struct scenario s;
+	sc_begin(&s, "write-through", "wt", 1);
+	struct hc_cache *A = s.c[0];
+	char out[512];
+
+	uint64_t t0 = tu_now_ns();
+	CHECK_RC(l1_set(A, "wt:1", "v1", HC_SET_WRITE_THROUGH), 0);
+	double ms = WAIT_FOR(r_has(PFX "wt:1", "v1"), 1000);
+	printf("write-through: the value reached Redis in %.1f ms (set call to GET seen)\n",
+	       ms >= 0 ? ms_since(t0) : -1.0);
+	CHECK(ms >= 0);
+	long long pttl = RCLI_INT("PTTL", PFX "wt:1");
+	CHECK(pttl > 0 && pttl <= 30000);
+	CHECK_RC(l1_set(A, "wt:1", "v2", HC_SET_WRITE_THROUGH), 0);
+	ms = WAIT_FOR(r_has(PFX "wt:1", "v2"), 1000);
+	printf("write-through: an update reached Redis in %.1f ms\n", ms);
+	CHECK(ms >= 0);
+
+	/* Make Redis refuse writes for real: SET gets OOM, DEL still works. */
+	char policy[64] = "noeviction";
+	if (RCLI(out, sizeof(out), "CONFIG", "GET", "maxmemory-policy") == 0) {
+		char *nl = strchr(out, '\n');
+		if (nl)
+			snprintf(policy, sizeof(policy), "%s", nl + 1);
+	}
+	CHECK(RCLI(out, sizeof(out), "SET", PFX "wt:fail", "old") == 0 && !strcmp(out, "OK"));
+	uint64_t wf0 = ctr(A, HC_AG_WRITE_FAILS), l2e0 = ctr(A, HC_AG_L2_ERRORS);
+	CHECK(RCLI(out, sizeof(out), "CONFIG", "SET", "maxmemory-policy", "noeviction") == 0);
+	CHECK(RCLI(out, sizeof(out), "CONFIG", "SET", "maxmemory", "1") == 0);
+	RCLI(out, sizeof(out), "SET", PFX "oom-probe", "x");
+	bool oom = strstr(out, "OOM") != NULL;
+	printf("write-through: with maxmemory 1 a SET from redis-cli gets: %s\n", out);
+	CHECK(oom);
+
+	t0 = tu_now_ns();
+	CHECK_RC(l1_set(A, "wt:fail", "new", HC_SET_WRITE_THROUGH), 0);
+	ms = WAIT_FOR(ctr(A, HC_AG_WRITE_FAILS) > wf0, 1000);
+	double gone = WAIT_FOR(RCLI_INT("EXISTS", PFX "wt:fail") == 0, 1000);
+	double total = ms_since(t0);
+	uint64_t wf = ctr(A, HC_AG_WRITE_FAILS), l2e = ctr(A, HC_AG_L2_ERRORS);
+	printf("write-through: failed write: WRITE_FAILS +%llu after %.1f ms, L2_ERRORS +%llu, "
+	       "Redis key %s (%.1f ms after the set)\n",
+	       (unsigned long long)(wf - wf0), ms, (unsigned long long)(l2e - l2e0),
+	       gone >= 0 ? "deleted" : "STILL THERE", total);
+	CHECK(ms >= 0);
+	CHECK(wf == wf0 + 1);
+	CHECK(gone >= 0);
+	CHECK(l1_has(A, "wt:fail", "new")); /* the set succeeded: L1 holds it */
+
+	/* restore, then write-through works again */
+	CHECK(RCLI(out, sizeof(out), "CONFIG", "SET", "maxmemory", "0") == 0);
+	CHECK(RCLI(out, sizeof(out), "CONFIG", "SET", "maxmemory-policy", policy) == 0);
+	CHECK_RC(l1_set(A, "wt:fail", "new2", HC_SET_WRITE_THROUGH), 0);
+	ms = WAIT_FOR(r_has(PFX "wt:fail", "new2"), 1000);
+	printf("write-through: after restoring maxmemory a write-through reached Redis in "
+	       "%.1f ms\n",
+	       ms);
+	CHECK(ms >= 0);
+	CHECK(ctr(A, HC_AG_WRITE_FAILS) == wf0 + 1);
+	sc_end(&s);
+}
+
+/* Publish @msg on the channel; the number of subscribers that got it, or -1. */
+static long long publish(const char *msg)
+{
+	long long n = RCLI_INT("PUBLISH", CHANNEL, msg);
+	return n == LLONG_MIN ? -1 : n;
+}
+
+/* Set @keys on both hosts, publish @msg, expect @keys gone on both within 1 s. */
+static void inv_format(struct hc_cache *A, struct hc_cache *B, const char *what, const char *msg,
+		       const char *const *keys)
+{
+	for (int i = 0; keys[i]; i++) {
+		CHECK_RC(l1_set(A, keys[i], "x", 0), 0);
+		CHECK_RC(l1_set(B, keys[i], "x", 0), 0);
+	}
+	CHECK_RC(l1_set(A, "ctl:keep", "x", 0), 0);
+	CHECK_RC(l1_set(B, "ctl:keep", "x", 0), 0);
+	long long subs = publish(msg);
+	CHECK(subs == 2);
+	double worst = 0;
+	for (int i = 0; keys[i]; i++) {
+		double a = WAIT_FOR(l1_gone(A, keys[i]), 1000);
+		double b = WAIT_FOR(l1_gone(B, keys[i]), 1000);
+		if (a < 0 || b < 0)
+			fprintf(stderr, "invalidation (%s): %s not dropped on %s\n", what, keys[i],
+				a < 0 ? (b < 0 ? "A nor B" : "A") : "B");
+		CHECK(a >= 0 && b >= 0);
+		worst = a > worst ? a : worst;
+		worst = b > worst ? b : worst;
+	}
+	CHECK(l1_has(A, "ctl:keep", "x") && l1_has(B, "ctl:keep", "x"));
+	printf("invalidation: %-26s %s -> dropped on A and B (%.1f ms)\n", what, msg, worst);
+}
+
+/* 3. Invalidation. */
+static void test_invalidation(void)
+{
+	struct scenario s;
+	sc_begin(&s, "invalidation", "inv", 2);
+	struct hc_cache *A = s.c[0], *B = s.c[1];
+
+	/* the key on both hosts and in Redis */
+	CHECK_RC(l1_set(B, "inv:1", "old", HC_SET_WRITE_THROUGH), 0);
+	CHECK_RC(l1_set(A, "inv:1", "old", 0), 0);
+	CHECK(WAIT_FOR(r_has(PFX "inv:1", "old"), 1000) >= 0);
+	uint64_t echo0 = ctr(A, HC_AG_INV_ECHOES), pub0 = ctr(A, HC_AG_INV_PUBLISHED);
+	uint64_t becho0 = ctr(B, HC_AG_INV_ECHOES), bapp0 = ctr(B, HC_AG_INV_APPLIED);
+
+	uint64_t t0 = tu_now_ns();
+	CHECK_RC(hc_invalidate(A, "inv:1", 5), 0);
+	CHECK(l1_gone(A, "inv:1"));
+	/* A writes a new value at once: its own echo must not drop it */
+	CHECK_RC(l1_set(A, "inv:1", "fresh", 0), 0);
+	double lat = -1;
+	while (ms_since(t0) < 2000) {
+		if (l1_gone(B, "inv:1")) {
+			lat = ms_since(t0);
+			break;
+		}
+		sleep_us(50);
+	}
+	printf("invalidation: hc_invalidate on A -> gone from B's L1 after %.2f ms (target ~50 "
+	       "ms, bound 1000)\n",
+	       lat);
+	CHECK(lat >= 0 && lat < 1000);
+	double rd = WAIT_FOR(RCLI_INT("EXISTS", PFX "inv:1") == 0, 1000);
+	printf("invalidation: deleted in Redis within %.1f ms of the check\n", rd);
+	CHECK(rd >= 0);
+	double ec = WAIT_FOR(ctr(A, HC_AG_INV_ECHOES) > echo0, 1000);
+	printf("invalidation: A counted its own echo after %.1f ms; A published +%llu; B echoes "
+	       "+%llu, B applied +%llu\n",
+	       ec, (unsigned long long)(ctr(A, HC_AG_INV_PUBLISHED) - pub0),
+	       (unsigned long long)(ctr(B, HC_AG_INV_ECHOES) - becho0),
+	       (unsigned long long)(ctr(B, HC_AG_INV_APPLIED) - bapp0));
+	CHECK(ec >= 0);
+	CHECK(ctr(A, HC_AG_INV_ECHOES) == echo0 + 1);
+	CHECK(ctr(A, HC_AG_INV_PUBLISHED) == pub0 + 1);
+	CHECK(ctr(B, HC_AG_INV_ECHOES) == becho0);
+	CHECK(ctr(B, HC_AG_INV_APPLIED) >= bapp0 + 1);
+	CHECK(l1_has(A, "inv:1", "fresh")); /* the echo was ignored */
+
+	/* the seed's event format and the others */
+	inv_format(A, B,
+		   "entity event:", "{\"entity\":\"product\",\"id\":42,\"action\":\"updated\"}",
+		   (const char *const[]){"product:42", NULL});
+	inv_format(A, B, "entity event, string id:", "{\"entity\":\"user\",\"id\":\"ab7\"}",
+		   (const char *const[]){"user:ab7", NULL});
+	inv_format(A, B, "key + foreign source:", "{\"key\":\"k:obj\",\"source\":\"elsewhere\"}",
+		   (const char *const[]){"k:obj", NULL});
+	inv_format(A, B, "keys:", "{\"keys\":[\"k:l1\",\"k:l2\"]}",
+		   (const char *const[]){"k:l1", "k:l2", NULL});
+	inv_format(A, B, "array of keys:", "[\"k:a1\",\"k:a2\"]",
+		   (const char *const[]){"k:a1", "k:a2", NULL});
+	inv_format(A, B, "plain key:", "k:plain", (const char *const[]){"k:plain", NULL});
+
+	/* malformed messages: counted, logged, harmless */
+	static const char *const bad[] = {
+		"{\"action\":\"updated\"}",	       /* an object naming no key */
+		"{\"entity\":\"product\",\"id\":[1]}", /* an id neither number nor string */
+		"{\"entity\":\"\",\"id\":1}",	       /* an empty entity */
+		"{\"keys\":\"k:notarray\"}",	       /* keys not an array */
+		"[1,2]",			       /* an array of non-strings */
+		"bad\001key",			       /* control characters in a plain key */
+		"",				       /* empty */
+	};
+	const int nbad = (int)(sizeof(bad) / sizeof(bad[0]));
+	uint64_t ma0 = ctr(A, HC_AG_INV_MALFORMED), mb0 = ctr(B, HC_AG_INV_MALFORMED);
+	CHECK_RC(l1_set(A, "ctl:keep2", "x", 0), 0);
+	CHECK_RC(l1_set(B, "ctl:keep2", "x", 0), 0);
+	for (int i = 0; i < nbad; i++)
+		CHECK(publish(bad[i]) == 2);
+	double mms = WAIT_FOR(ctr(A, HC_AG_INV_MALFORMED) >= ma0 + (uint64_t)nbad &&
+				      ctr(B, HC_AG_INV_MALFORMED) >= mb0 + (uint64_t)nbad,
+			      1000);
+	tu_sleep_ms(20);
+	uint64_t ma = ctr(A, HC_AG_INV_MALFORMED) - ma0, mb = ctr(B, HC_AG_INV_MALFORMED) - mb0;
+	printf("invalidation: %d malformed messages -> counted %llu on A, %llu on B (%.1f ms)\n",
+	       nbad, (unsigned long long)ma, (unsigned long long)mb, mms);
+	CHECK(ma == (uint64_t)nbad && mb == (uint64_t)nbad);
+	CHECK(l1_has(A, "ctl:keep2", "x") && l1_has(B, "ctl:keep2", "x"));
+	CHECK(agent_running(&s.ag[0]) && agent_running(&s.ag[1]));
+	CHECK(agent_up(A) && agent_up(B));
+	/* and they still apply what follows */
+	inv_format(A, B, "after the malformed ones:", "k:after",
+		   (const char *const[]){"k:after", NULL});
+	sc_end(&s);
+}
+
+static void print_commandstats(const char *what, const char *before, const char *after)
+{
+	static const char *const cmds[] = {"get", "mget", "pttl", "set", "del", "exec"};
+	printf("%s: Redis commandstats deltas:", what);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		long long d = cmdstat(after, cmds[i]) - cmdstat(before, cmds[i]);
+		if (d)
+			printf(" %s +%lld", cmds[i], d);
+	}
+	printf("\n");
+}
+
+/* 4. Batched loading: one batch-loader call, one L2 read and one L2 write round trip. */
+static void test_batch(void)
+{
+	struct scenario s;
+	sc_begin(&s, "batch", "bat", 2);
+	struct hc_cache *A = s.c[0], *B = s.c[1];
+	static char info0[16384], info1[16384];
+
+	/* isolated: nothing else talks to Redis through these agents now */
+	tu_sleep_ms(200);
+	uint64_t rt0 = ctr(A, HC_AG_ROUND_TRIPS), cmd0 = ctr(A, HC_AG_COMMANDS);
+	tu_sleep_ms(200);
+	uint64_t idle = ctr(A, HC_AG_ROUND_TRIPS) - rt0;
+	printf("batch: idle agent round trips in 200 ms: %llu\n", (unsigned long long)idle);
+	CHECK(idle == 0);
+	rt0 = ctr(A, HC_AG_ROUND_TRIPS);
+	cmd0 = ctr(A, HC_AG_COMMANDS);
+	CHECK(RCLI(info0, sizeof(info0), "INFO", "commandstats") == 0);
+
+	run_worker(s.seg[0], w_batch, NULL);
+	uint64_t rt_ret = ctr(A, HC_AG_ROUND_TRIPS) - rt0;
+	int origin = 0;
+	for (int i = 0; i < NBATCH; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "item:%03d", i);
+		origin += one_ok(&sh->items[i], key, HC_SRC_ORIGIN);
+	}
+	printf("batch: hc_get_many of %d missing keys on A: returned %d in %.2f ms; %d from "
+	       "origin; batch-loader calls %d (%d keys); round trips when it returned: %llu\n",
+	       NBATCH, sh->batch_ret, sh->batch_ms, origin, sh->batch_calls, sh->batch_keys,
+	       (unsigned long long)rt_ret);
+	CHECK(sh->batch_ret == NBATCH);
+	CHECK(origin == NBATCH);
+	CHECK(sh->batch_calls == 1);
+	CHECK(sh->batch_keys == NBATCH);
+	CHECK(sh->loads == 0);
+
+	/* every key reaches Redis */
+	const char *args[NBATCH + 2] = {"EXISTS"};
+	static char rkeys[NBATCH][24];
+	for (int i = 0; i < NBATCH; i++) {
+		snprintf(rkeys[i], sizeof(rkeys[i]), PFX "item:%03d", i);
+		args[i + 1] = rkeys[i];
+	}
+	args[NBATCH + 1] = NULL;
+	double ms = WAIT_FOR(rcli_int_v(args) == NBATCH, 2000);
+	printf("batch: all %d keys in Redis %.1f ms after the call returned\n", NBATCH, ms);
+	CHECK(ms >= 0);
+	tu_sleep_ms(100);
+	uint64_t rt = ctr(A, HC_AG_ROUND_TRIPS) - rt0, cmds = ctr(A, HC_AG_COMMANDS) - cmd0;
+	CHECK(RCLI(info1, sizeof(info1), "INFO", "commandstats") == 0);
+	printf("batch: A's agent: %llu round trips, %llu commands (expected 2 round trips: one "
+	       "read, one write)\n",
+	       (unsigned long long)rt, (unsigned long long)cmds);
+	print_commandstats("batch: A", info0, info1);
+	CHECK(rt >= 1 && rt <= 2);
+
+	/* the same keys on B: all from L2, one round trip */
+	uint64_t brt0 = ctr(B, HC_AG_ROUND_TRIPS), bcmd0 = ctr(B, HC_AG_COMMANDS);
+	memcpy(info0, info1, sizeof(info0));
+	int calls0 = sh->batch_calls, keys0 = sh->batch_keys;
+	run_worker(s.seg[1], w_batch, NULL);
+	tu_sleep_ms(100);
+	int l2 = 0;
+	for (int i = 0; i < NBATCH; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "item:%03d", i);
+		l2 += one_ok(&sh->items[i], key, HC_SRC_L2);
+	}
+	uint64_t brt = ctr(B, HC_AG_ROUND_TRIPS) - brt0, bcmds = ctr(B, HC_AG_COMMANDS) - bcmd0;
+	CHECK(RCLI(info1, sizeof(info1), "INFO", "commandstats") == 0);
+	printf("batch: the same %d keys on B: returned %d in %.2f ms; %d from L2; batch-loader "
+	       "calls +%d; B's agent: %llu round trips, %llu commands\n",
+	       NBATCH, sh->batch_ret, sh->batch_ms, l2, sh->batch_calls - calls0,
+	       (unsigned long long)brt, (unsigned long long)bcmds);
+	print_commandstats("batch: B", info0, info1);
+	CHECK(sh->batch_ret == NBATCH);
+	CHECK(l2 == NBATCH);
+	CHECK(sh->batch_calls == calls0 && sh->batch_keys == keys0);
+	CHECK(brt == 1);
+	sc_end(&s);
+}
+
+/* 5. Redis killed mid-run and restarted on the same socket. */
+static void test_redis_killed(void)
+{
+	struct scenario s;
+	sc_begin(&s, "redis killed", "rk", 1);
+	struct hc_cache *A = s.c[0];
+	char key[32];
+
+	CHECK_RC(l1_set(A, "pre:1", "x", 0), 0);
+	uint64_t res0 = ctr(A, HC_AG_RESYNCS), rec0 = ctr(A, HC_AG_RECONNECTS);
+	uint64_t t_kill = tu_now_ns();
+	redis_kill();
+
+	double worst = 0;
+	int ok = 0;
+	for (int i = 0; i < 5; i++) {
+		struct one r;
+		snprintf(key, sizeof(key), "out:%d", i);
+		load_one(A, key, &r);
+		ok += one_ok(&r, key, HC_SRC_ORIGIN);
+		if (r.ms >= 300)
+			fprintf(stderr, "redis killed: load of %s took %.1f ms\n", key, r.ms);
+		CHECK(r.ms < 300);
+		worst = r.ms > worst ? r.ms : worst;
+		if (i == 0)
+			tu_sleep_ms(100);
+	}
+	printf("redis killed: 5 loads during the outage: %d from origin, slowest %.1f ms "
+	       "(bound 300)\n",
+	       ok, worst);
+	CHECK(ok == 5);
+	CHECK(l1_has(A, "pre:1", "x")); /* L1 is untouched while Redis is away */
+	double down = WAIT_FOR(agent_stats(A).redis_state == HC_REDIS_DOWN, 3000);
+	printf("redis killed: redis_state DOWN %.1f ms after SIGKILL (seen after %.1f ms of "
+	       "polling)\n",
+	       down >= 0 ? ms_since(t_kill) : -1.0, down);
+	CHECK(down >= 0);
+	CHECK(agent_stats(A).alive); /* the heartbeat goes on */
+	CHECK(agent_running(&s.ag[0]));
+
+	tu_sleep_ms(300);
+	REQUIRE(redis_start() == 0);
+	uint64_t t_up = tu_now_ns();
+	printf("redis killed: Redis restarted %.1f ms after the kill\n", ms_since(t_kill));
+	double up = WAIT_FOR(ctr(A, HC_AG_RECONNECTS) > rec0 && agent_up(A), 8000);
+	printf("redis killed: agent reconnected (RECONNECTS +%llu, state UP) %.1f ms after "
+	       "Redis came back\n",
+	       (unsigned long long)(ctr(A, HC_AG_RECONNECTS) - rec0), up);
+	CHECK(up >= 0);
+	double rs = WAIT_FOR(ctr(A, HC_AG_RESYNCS) > res0, 8000);
+	printf("redis killed: resubscribed and resynced (RESYNCS +%llu) %.1f ms after Redis came "
+	       "back; pre:1 in L1: %s\n",
+	       (unsigned long long)(ctr(A, HC_AG_RESYNCS) - res0), rs >= 0 ? ms_since(t_up) : -1.0,
+	       l1_gone(A, "pre:1") ? "gone" : "STILL SERVED");
+	CHECK(rs >= 0);
+	CHECK(l1_gone(A, "pre:1"));
+
+	/* L2 works again */
+	struct one r;
+	load_one(A, "post:1", &r);
+	CHECK(one_ok(&r, "post:1", HC_SRC_ORIGIN));
+	char want[64];
+	value_of("post:1", 6, want, sizeof(want));
+	double l2 = WAIT_FOR(r_has(PFX "post:1", want), 1000);
+	printf("redis killed: after recovery a load reached Redis in %.1f ms\n", l2);
+	CHECK(l2 >= 0);
+	sc_end(&s);
+}
+
+/* 6. The agent killed and restarted. */
+static void test_agent_killed(void)
+{
+	struct scenario s;
+	sc_begin(&s, "agent killed", "ak", 2);
+	struct hc_cache *A = s.c[0], *B = s.c[1];
+	struct one r;
+
+	CHECK_RC(l1_set(A, "keep:1", "x", 0), 0);
+	uint64_t t_kill = tu_now_ns();
+	agent_kill(&s.ag[0]);
+
+	/* the heartbeat is still fresh: the lookup waits for an answer that never comes */
+	load_one(A, "down:1", &r);
+	printf("agent killed: load right after SIGKILL (heartbeat still fresh): source %u, "
+	       "%.1f ms\n",
+	       r.source, r.ms);
+	CHECK(one_ok(&r, "down:1", HC_SRC_ORIGIN));
+	CHECK(r.ms < 300);
+	CHECK_RC(l1_set(A, "down:set", "v", 0), 0);
+	CHECK(l1_has(A, "down:set", "v"));
+	CHECK(l1_has(A, "keep:1", "x"));
+
+	double dead = WAIT_FOR(!agent_stats(A).alive, 3000);
+	struct hc_agent_stats st = agent_stats(A);
+	printf("agent killed: stats say not alive %.1f ms after SIGKILL (heartbeat age %lld "
+	       "ms, pid %d)\n",
+	       dead >= 0 ? ms_since(t_kill) : -1.0, (long long)st.heartbeat_age_ms, (int)st.pid);
+	CHECK(dead >= 0);
+
+	uint64_t skip0 = st.l2_skipped;
+	load_one(A, "down:2", &r);
+	uint64_t skip1 = agent_stats(A).l2_skipped;
+	printf("agent killed: load with the agent dead: source %u, %.2f ms; l2_skipped +%llu\n",
+	       r.source, r.ms, (unsigned long long)(skip1 - skip0));
+	CHECK(one_ok(&r, "down:2", HC_SRC_ORIGIN));
+	CHECK(r.ms < 50); /* L2 skipped at once */
+	CHECK(skip1 > skip0);
+	/* in L1, but the configured agent could not take the L2 write: HC_E_AGAIN */
+	CHECK_RC(l1_set(A, "down:wt", "v", HC_SET_WRITE_THROUGH), HC_E_AGAIN);
+	CHECK(l1_has(A, "down:wt", "v"));
+	uint64_t skip2 = agent_stats(A).l2_skipped;
+	CHECK(skip2 > skip1); /* the write-through's L2 write was skipped, counted */
+	CHECK_RC(l1_set(A, "down:inv", "v", 0), 0);
+	CHECK_RC(hc_invalidate(A, "down:inv", 8), HC_E_AGAIN); /* nobody to tell */
+	CHECK(l1_gone(A, "down:inv"));
+	CHECK(l1_has(A, "keep:1", "x")); /* L1 kept its entries */
+
+	uint64_t res0 = ctr(A, HC_AG_RESYNCS);
+	agent_start(&s.ag[0]);
+	double ms = agent_ready(A, &s.ag[0]);
+	printf("agent killed: restarted agent ready in %.1f ms; RESYNCS +%llu; keep:1 in L1: %s\n",
+	       ms, (unsigned long long)(ctr(A, HC_AG_RESYNCS) - res0),
+	       l1_gone(A, "keep:1") ? "gone (the gap is treated as lost events)" : "STILL SERVED");
+	REQUIRE(ms >= 0);
+	CHECK(agent_stats(A).alive);
+	/* the agent was away, so were its invalidations: L1 is not trusted silently */
+	CHECK(l1_gone(A, "keep:1"));
+
+	/* L2 in use again: a key loaded on B is an L2 hit on A */
+	int loads0 = sh->loads;
+	load_one(B, "back:1", &r);
+	CHECK(one_ok(&r, "back:1", HC_SRC_ORIGIN));
+	char want[64];
+	value_of("back:1", 6, want, sizeof(want));
+	CHECK(WAIT_FOR(r_has(PFX "back:1", want), 1000) >= 0);
+	uint64_t skip3 = agent_stats(A).l2_skipped;
+	load_one(A, "back:1", &r);
+	printf("agent killed: after the restart, a key loaded on B: source %u on A (L2 %d), "
+	       "%.2f ms\n",
+	       r.source, HC_SRC_L2, r.ms);
+	CHECK(one_ok(&r, "back:1", HC_SRC_L2));
+	CHECK(sh->loads == loads0 + 1);
+	CHECK(agent_stats(A).l2_skipped == skip3);
+	sc_end(&s);
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	main_pid = getpid();
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s PATH-TO-hostcache-agent\n", argv[0]);
+		return 2;
+	}
+	agent_path = argv[1];
+	if (access(agent_path, X_OK) != 0) {
+		fprintf(stderr, "test_agent: agent binary %s: %s\n", agent_path, strerror(errno));
+		return 1;
+	}
+	if (!find_in_path("redis-server", redis_server_path, sizeof(redis_server_path)) ||
+	    !find_in_path("redis-cli", redis_cli_path, sizeof(redis_cli_path))) {
+		printf("test_agent: SKIP: redis-server and redis-cli are needed (not found in "
+		       "PATH)\n");
+		return 77;
+	}
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(sh != MAP_FAILED);
+	install_cleanup();
+	snprintf(dir, sizeof(dir), "/tmp/hc-agent-test-XXXXXX");
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+		dir[0] = '\0';
+		return 1;
+	}
+	snprintf(sock_path, sizeof(sock_path), "%s/redis.sock", dir);
+	snprintf(redis_url, sizeof(redis_url), "unix:%s", sock_path);
+	snprintf(redis_log, sizeof(redis_log), "%s/redis.log", dir);
+
+	uint64_t t0 = tu_now_ns();
+	REQUIRE(redis_start() == 0);
+	printf("test_agent: redis-server %d on %s, ready in %.1f ms\n", (int)redis_pid, sock_path,
+	       ms_since(t0));
+
+	test_cache_aside();
+	test_write_through();
+	test_invalidation();
+	test_batch();
+	test_redis_killed();
+	test_agent_killed();
+
+	redis_stop();
+	printf("test_agent: %.1f s\n", ms_since(t0) / 1e3);
+	return tu_done("test_agent");
+}
