@@ -96,7 +96,10 @@ static void producer(const char *name, unsigned w)
 		char k[32];
 		int kl = snprintf(k, sizeof(k), "w%u:%u", w, i);
 		struct hc_set_opts o = {.ttl_ms = 60000, .flags = HC_SET_WRITE_THROUGH};
-		if (hc_set_ex(c, k, (size_t)kl, "v", 1, &o) != 0)
+		int rc = hc_set_ex(c, k, (size_t)kl, "v", 1, &o);
+		if (rc == 0)
+			atomic_fetch_add(&sh->queued, 1);
+		else if (rc != HC_E_AGAIN) /* in L1, the L2 write not queued: counted as a drop */
 			_exit(4);
 	}
 	hc_close(c);
@@ -146,8 +149,13 @@ static void test_exactly_once(void)
 	       (unsigned long long)got, (unsigned long long)s.agent.ring_drops,
 	       (unsigned long long)s.agent.ring_skipped);
 	CHECK(got + s.agent.ring_drops == (uint64_t)WORKERS * PER_WORKER);
+	CHECK(got == atomic_load(&sh->queued)); /* HC_E_AGAIN told each caller whose write dropped */
 	CHECK(a.dups == 0);
-	CHECK(s.agent.ring_skipped == 0);
+	/*
+	 * a producer descheduled over 200 ms between its claim and its write
+	 * (a loaded 2-CPU machine) is skipped; it then counts its own drop
+	 */
+	CHECK(s.agent.ring_skipped <= s.agent.ring_drops);
 	CHECK(s.agent.ring_depth == 0);
 	struct hc_check_result r;
 	CHECK_RC(hc_check(c, NULL, NULL, &r), 0);
@@ -236,7 +244,7 @@ static void test_l2_protocol(void)
 	uint64_t t0 = tu_now_ns();
 	CHECK_RC(hc_get_or_load(c, "l2:3", 4, loader, NULL, &lo, buf, sizeof(buf), &n, &m), 0);
 	uint64_t us = (tu_now_ns() - t0) / 1000;
-	CHECK(m.source == HC_SRC_ORIGIN && us < 50000);
+	CHECK(m.source == HC_SRC_ORIGIN && us < 200000); /* not the 250 ms L2 wait */
 	struct hc_stats s;
 	CHECK_RC(hc_stats(c, &s), 0);
 	CHECK(!s.agent.alive && s.agent.l2_skipped >= 1);
