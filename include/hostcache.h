@@ -380,7 +380,10 @@ struct hc_load_opts {
  *                  error, the stale one), or with HC_LOAD_BACKGROUND hands
  *                  it to the refresher thread.  Nobody else waits.
  *   miss           one caller on the host (the owner of the key's flight)
- *                  runs the loader and publishes the value; every other
+ *                  asks L2 through the agent (when one is alive; at most
+ *                  250 ms; HC_LOAD_NO_L2 skips it), then on an L2 miss
+ *                  runs the loader, publishes the value and queues it for
+ *                  L2 (SET with its TTL); every other
  *                  caller, in any process, sleeps on the flight's futex and
  *                  is woken with the value.  A waiter that finds the owner
  *                  dead takes over at once (checked every 20 ms while it
