@@ -93,9 +93,10 @@ struct hc_bucket {
 
 /*
  * Entry block header, 32 bytes, followed by klen key bytes and vlen value
- * bytes.  Everything but `state` and `visited` is written by the allocating
- * thread before publication and never changes afterwards (entries are
- * immutable; an update publishes a new block).
+ * bytes.  Everything but `state`, `visited` and `expiry` is written by the
+ * allocating thread before publication and never changes afterwards
+ * (entries are immutable; an update publishes a new block).  `expiry` may
+ * only move earlier, by CAS (hc_mark_stale: entries to revalidate).
  */
 struct hc_entry {
 	uint64_t state;	 /* lifecycle word above; any, CAS */

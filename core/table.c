@@ -618,6 +618,49 @@ int64_t hc_flush(struct hc_cache *c)
 }
 
 /*
+ * Mark every fresh entry stale now: its fresh-until becomes the present and
+ * its stale window stays, so hc_get misses it, while hc_get_or_load serves
+ * it within its stale window as one refresh per key runs (or answers a
+ * failed load with it).  The expiry word is the only field of a published
+ * entry that ever changes, and only by CAS towards earlier; readers load it
+ * once per lookup, so a reader sees the entry fresh or stale, never torn.
+ */
+int64_t hc_mark_stale(struct hc_cache *c)
+{
+	int rc = hc_usable(c);
+	if (rc)
+		return rc;
+	if (c->read_only)
+		return HC_E_READONLY;
+	struct hc_thread *t = hc_thread_get(c, &rc);
+	if (!t)
+		return rc;
+	const uint64_t now = hc_now_ms();
+	int64_t n = 0;
+	for (uint32_t b = 0; b < c->nbuckets; b++) {
+		hc_read_lock(c, t);
+		for (unsigned i = 0; i < HC_BUCKET_SLOTS; i++) {
+			uint64_t v = CMM_LOAD_SHARED(c->index[b].slot[i]);
+			if (!v || hc_ref_class(c, slot_ref(v)) < 0)
+				continue;
+			struct hc_entry *e = hc_entry_at(c, slot_ref(v));
+			uint64_t x = CMM_LOAD_SHARED(e->expiry);
+			while (HC_EXP_FRESH(x) > now) {
+				uint64_t y = uatomic_cmpxchg(&e->expiry, x,
+							     (now << 24) | HC_EXP_STALE(x));
+				if (y == x) {
+					n++;
+					break;
+				}
+				x = y;
+			}
+		}
+		hc_read_unlock(t);
+	}
+	return n;
+}
+
+/*
  * A bucket's entries, copied out of the segment so that the scan callback
  * runs outside any read-side section and may block (write to a pipe, say)
  * without holding back reclamation for the whole host.

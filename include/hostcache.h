@@ -534,6 +534,16 @@ int hc_agent_take(struct hc_cache *c, struct hc_request *out, int max, int timeo
 int hc_agent_answer(struct hc_cache *c, const struct hc_request *r, int result, const void *val,
 		    size_t vlen, uint32_t ttl_ms);
 
+/*
+ * hc_mark_stale - make every fresh entry stale now, keeping its stale
+ * window: plain reads miss it, hc_get_or_load serves it stale (within the
+ * window) while one refresh per key runs, and a failed load can still be
+ * answered with it.  The agent's rule for lost invalidation events (see
+ * README): entries that might have been invalidated unseen are revalidated
+ * rather than trusted or thrown away.  Returns how many entries were marked.
+ */
+int64_t hc_mark_stale(struct hc_cache *c);
+
 /* Agent-side counters, shown by hc_stats (struct hc_agent_stats). */
 enum hc_agent_ctr {
 	HC_AG_ROUND_TRIPS,     /* pipelines sent to Redis */

@@ -518,6 +518,60 @@ static void test_background(void)
 	seg_close(c, name);
 }
 
+/*
+ * hc_mark_stale (the agent's rule for lost invalidation events): fresh
+ * entries become stale at once and keep their stale window, so plain reads
+ * miss, hc_get_or_load serves them stale while one refresh runs, and the
+ * entries are not lost.
+ */
+static void test_mark_stale(void)
+{
+	const char *name;
+	struct hc_cache *c = seg_open("load-mark", &name);
+	char buf[256];
+	size_t n;
+	struct hc_meta m;
+	struct hc_set_opts with = {.ttl_ms = 60000, .stale_ms = 30000};
+	struct hc_set_opts plain = {.ttl_ms = 60000};
+	CHECK_RC(hc_set_ex(c, "ms:with", 7, "old", 3, &with), 0);
+	CHECK_RC(hc_set_ex(c, "ms:plain", 8, "old", 3, &plain), 0);
+	CHECK_RC(hc_set(c, "ms:never", 8, "old", 3, 0), 0);
+	CHECK(hc_mark_stale(c) == 3);
+	CHECK(hc_mark_stale(c) == 0); /* already stale */
+	CHECK_RC(hc_get(c, "ms:with", 7, buf, sizeof(buf), &n), HC_E_NOTFOUND);
+	CHECK_RC(hc_get(c, "ms:plain", 8, buf, sizeof(buf), &n), HC_E_NOTFOUND);
+	CHECK_RC(hc_get(c, "ms:never", 8, buf, sizeof(buf), &n), HC_E_NOTFOUND);
+	CHECK_RC(hc_get_ex(c, "ms:with", 7, buf, sizeof(buf), &n, &m, HC_GET_STALE), 0);
+	CHECK(m.stale == 1 && m.stale_left_ms > 29000 && is_str(buf, n, "old"));
+
+	/* served stale while the one refresh runs in another thread */
+	struct hc_load_opts o = {.ttl_ms = 60000, .stale_ms = 30000, .flags = HC_LOAD_NO_XFETCH};
+	struct lctx fresh = {.val = "new", .sleep_ms = 200};
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, 2);
+	struct call_arg a[2];
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++) {
+		a[i] = (struct call_arg){
+			.c = c, .key = "ms:with", .x = &fresh, .o = &o, .bar = &bar};
+		REQUIRE(pthread_create(&th[i], NULL, call_thread, &a[i]) == 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&bar);
+	CHECK(fresh.calls == 1);
+	CHECK((a[0].m.source == HC_SRC_STALE) != (a[1].m.source == HC_SRC_STALE));
+	CHECK_RC(gol(c, "ms:with", &fresh, &o, buf, sizeof(buf), &n, &m), 0);
+	CHECK(m.source == HC_SRC_L1 && is_str(buf, n, "new") && fresh.calls == 1);
+	/* without a stale window: a miss, loaded again */
+	CHECK_RC(gol(c, "ms:plain", &fresh, &o, buf, sizeof(buf), &n, &m), 0);
+	CHECK(m.source == HC_SRC_ORIGIN && fresh.calls == 2);
+	struct hc_check_result r;
+	CHECK_RC(hc_check(c, NULL, NULL, &r), 0);
+	CHECK(r.errors == 0);
+	seg_close(c, name);
+}
+
 static void test_coalesce(void)
 {
 	const char *name;
@@ -1121,6 +1175,7 @@ int main(void)
 	test_errors();
 	test_swr();
 	test_background();
+	test_mark_stale();
 	test_coalesce();
 	test_xfetch();
 	test_jitter();
