@@ -26,6 +26,17 @@
  *                 process (4 origin calls).
  *   stampede_keys the same callers over 1,000 missing keys (1 ms loader):
  *                 origin calls (must be 1,000) and wall time.
+ *   agent_l2_hit  an L2 hit through hostcache-agent (hc_get_or_load of a key
+ *                 in Redis but not in L1) against a direct hiredis GET from
+ *                 the same process to the same private redis-server, and an
+ *                 L1 hit for scale: p50/p99 us and their ratios.
+ *   agent_round_trips  8 processes miss 1,000 keys each at once: Redis round
+ *                 trips per 1,000 misses through the agent's pipelines
+ *                 against 2,000 (a GET and a SET per miss), and wall time
+ *                 against the same workers on their own hiredis connections.
+ *                 Both agent cases need redis-server in PATH and the agent
+ *                 built next to this program (../agent/hostcache-agent);
+ *                 otherwise they are skipped with a line on stderr.
  *
  * Every get/set/mix case runs on both systems with the same seed, so both
  * see the same keys in the same order.  Processes are fork()ed workers that
@@ -42,8 +53,8 @@
  *
  * Running it:
  *
- *   ninja -C build && build/bench/hostcache-bench            (~115 s)
- *   build/bench/hostcache-bench --quick                      (~18 s)
+ *   ninja -C build && build/bench/hostcache-bench            (~125 s)
+ *   build/bench/hostcache-bench --quick                      (~20 s)
  *   build/bench/hostcache-bench --case get_cold --seconds 10
  *   meson test -C build --benchmark                          (runs --quick)
  *
@@ -97,7 +108,8 @@
  *
  * Files: bench.c (this: driver, get/set/mix cases, output), procs.c (the
  * worker processes), capacity.c (mem_overhead, zipf_hit), loadcases.c
- * (load_hit, stampede, stampede_keys), rwtable.c (the
+ * (load_hit, stampede, stampede_keys), agentcases.c (agent_l2_hit,
+ * agent_round_trips), rwtable.c (the
  * baseline), lru.c (exact LRU simulator), zipf.c (Zipf sampler), rng.h.
  */
 #include <errno.h>
@@ -140,10 +152,29 @@ static void unlink_name(const char *name, bool rw)
 		hc_unlink(name);
 }
 
+#define MAX_CLEANUPS 4
+static void (*cleanups[MAX_CLEANUPS])(void);
+
+void register_cleanup(void (*fn)(void))
+{
+	for (int i = 0; i < MAX_CLEANUPS; i++) {
+		if (cleanups[i] == fn)
+			return;
+		if (!cleanups[i]) {
+			cleanups[i] = fn;
+			return;
+		}
+	}
+	die("too many cleanup functions");
+}
+
 static void cleanup_all(void)
 {
 	if (getpid() != main_pid)
 		return;
+	for (int i = 0; i < MAX_CLEANUPS; i++)
+		if (cleanups[i])
+			cleanups[i]();
 	for (int i = 0; i < MAX_NAMES; i++) {
 		if (created[i].used) {
 			unlink_name(created[i].name, created[i].rw);
@@ -548,9 +579,10 @@ static void run_keyset(const struct cfg *cfg, const char *label, uint64_t nkeys,
 /* ---------------------------------------------------------------------- */
 /* Command line                                                            */
 
-static const char *const case_names[] = {"get_hot",  "get_cold", "set_hot",	 "set_cold",
-					 "mix_hot",  "mix_cold", "mem_overhead", "zipf_hit",
-					 "load_hit", "stampede", "stampede_keys"};
+static const char *const case_names[] = {
+	"get_hot",	 "get_cold",	 "set_hot",	     "set_cold", "mix_hot",
+	"mix_cold",	 "mem_overhead", "zipf_hit",	     "load_hit", "stampede",
+	"stampede_keys", "agent_l2_hit", "agent_round_trips"};
 
 static void usage(FILE *f)
 {
@@ -657,6 +689,10 @@ int main(int argc, char **argv)
 		case_stampede(&cfg);
 	if (selected(&cfg, "stampede_keys"))
 		case_stampede_keys(&cfg);
+	if (selected(&cfg, "agent_l2_hit"))
+		case_agent_l2_hit(&cfg);
+	if (selected(&cfg, "agent_round_trips"))
+		case_agent_round_trips(&cfg);
 	print_loadavg("end");
 	fprintf(stderr, "# done in %.1f s\n", (double)(now_ns() - t0) / 1e9);
 	return 0;

@@ -1,8 +1,8 @@
 /*
  * bench.h - what the parts of hostcache-bench share: the key and value
  * scheme, the two systems behind one interface, the worker-process
- * harness (procs.c), the capacity cases (capacity.c) and the loading cases
- * (loadcases.c).  bench.c has the
+ * harness (procs.c), the capacity cases (capacity.c), the loading cases
+ * (loadcases.c) and the agent cases (agentcases.c).  bench.c has the
  * description of the benchmark and its output.
  */
 #ifndef BENCH_H
@@ -48,6 +48,12 @@ __attribute__((format(printf, 1, 2), noreturn)) void die(const char *fmt, ...);
 void register_name(const char *name, bool rw);
 /* Remove it now and forget it. */
 void release_name(const char *name, bool rw);
+/*
+ * Run @fn on every exit of the parent (exit(), die(), SIGINT/SIGTERM/SIGHUP),
+ * before the segments are removed: the agent cases stop the processes they
+ * started with it.  @fn may run in a signal handler.
+ */
+void register_cleanup(void (*fn)(void));
 
 uint64_t now_ns(void);			    /* CLOCK_MONOTONIC */
 void make_key(uint64_t id, char *key);	    /* KEY_LEN bytes, no terminator */
@@ -134,5 +140,10 @@ void case_zipf(const struct cfg *cfg);
 void case_load_hit(const struct cfg *cfg);
 void case_stampede(const struct cfg *cfg);
 void case_stampede_keys(const struct cfg *cfg);
+
+/* ---- agentcases.c: L2 through hostcache-agent against a private redis-server ---- */
+
+void case_agent_l2_hit(const struct cfg *cfg);
+void case_agent_round_trips(const struct cfg *cfg);
 
 #endif /* BENCH_H */
