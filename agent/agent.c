@@ -23,6 +23,11 @@
  * not stay readable, stale, in L2 for other hosts for its whole TTL because Redis blinked.
  * Only deletes are kept: a lost SET merely leaves L2 without the value.
  *
+ * An L2 hit is stored in L1 only if no invalidation of its key was applied while the GET
+ * was in flight (the read/invalidate race: see tracking.c); otherwise it is answered as a
+ * miss.  With --tracking, the L2 connection also carries CLIENT TRACKING, re-issued after
+ * every reconnect of either connection (tracking.c).
+ *
  * Threads: this one, and the invalidation subscriber (invalidate.c), which has its own
  * connection.  Signals are taken here only; the handler sets agent_stop, which both loops
  * check at least every 100 ms.
@@ -147,6 +152,7 @@ struct batch_op {
 	enum op_state state;
 	size_t first;	/* index of its first reply */
 	bool published; /* HC_REQ_INVALIDATE: a PUBLISH follows the DEL */
+	uint64_t guard; /* HC_REQ_GET: inv_guard_snapshot of the key when sent */
 };
 
 struct agent {
@@ -407,18 +413,27 @@ static bool append_publish(struct agent *ag, struct batch_op *op)
 /* Queue @op's commands.  False when hiredis could not (the link is then unusable). */
 static bool append_op(struct agent *ag, struct batch_op *op)
 {
+	const struct hc_request *r = op->req;
+
 	op->first = ag->ncmds;
 	op->state = OP_SENT;
-	switch (op->req->op) {
+	switch (r->op) {
 	case HC_REQ_GET:
-		return append_key_cmd(ag, "GET", op->req) && append_key_cmd(ag, "PTTL", op->req);
+		/* Before Redis can read the key: see finish_get. */
+		op->guard = inv_guard_snapshot(r->key, r->klen);
+		return append_key_cmd(ag, "GET", r) && append_key_cmd(ag, "PTTL", r);
 	case HC_REQ_SET:
+		return append_set(ag, op);
 	case HC_REQ_SET_THROUGH:
+		/* A GET of the key earlier in this pipeline reads the value this replaces. */
+		inv_guard_key(r->key, r->klen);
 		return append_set(ag, op);
 	case HC_REQ_DEL:
-		return append_key_cmd(ag, "DEL", op->req);
+		inv_guard_key(r->key, r->klen);
+		return append_key_cmd(ag, "DEL", r);
 	case HC_REQ_INVALIDATE:
-		return append_key_cmd(ag, "DEL", op->req) && append_publish(ag, op);
+		inv_guard_key(r->key, r->klen);
+		return append_key_cmd(ag, "DEL", r) && append_publish(ag, op);
 	}
 	log_warn("l2: ignoring a request of unknown kind %u", op->req->op);
 	op->state = OP_SKIPPED;
@@ -512,6 +527,22 @@ static int get_result(struct agent *ag, const redisReply *val, const redisReply 
 	return HC_L2_HIT;
 }
 
+static void log_raced(const struct hc_request *r, const char *what)
+{
+	char text[AGENT_KEY_TEXT];
+
+	if (agent_conf.log_level < HC_LOG_DEBUG)
+		return;
+	agent_escape(r->key, r->klen, HC_KEY_MAX, text, sizeof(text));
+	log_debug("l2: '%s' was invalidated while its GET was in flight: %s", text, what);
+}
+
+/*
+ * Answer a lookup.  A hit goes into L1 only if no invalidation of the key was applied
+ * since the GET was sent (checked before the store and again after it: the guard of
+ * tracking.c); else the value may be older than a write Redis told us about, and the
+ * lookup is answered as a miss (the owner asks the origin), or the stored value dropped.
+ */
 static void finish_get(struct agent *ag, const struct batch_op *op)
 {
 	const struct hc_request *r = op->req;
@@ -523,12 +554,21 @@ static void finish_get(struct agent *ag, const struct batch_op *op)
 
 	if (op->state == OP_SENT && ag->replies[op->first + 1])
 		ns = ag->reply_ns[op->first + 1] - ag->sent_ns;
+	if (result == HC_L2_HIT && inv_guard_changed(r->key, r->klen, op->guard)) {
+		log_raced(r, "answered as a miss");
+		result = HC_L2_MISS;
+	}
 	rc = hc_agent_answer(ag->cache, r, result, result == HC_L2_HIT ? val->str : NULL,
 			     result == HC_L2_HIT ? val->len : 0, ttl_ms);
 	if (rc < 0) {
 		log_debug("l2: answering a lookup failed: %s", hc_strerror(rc));
 		if (result == HC_L2_HIT)
 			result = HC_L2_ERROR; /* the library tells the owner so too */
+	}
+	if (result == HC_L2_HIT && inv_guard_changed(r->key, r->klen, op->guard)) {
+		/* The invalidation's hc_del may have come before our store: do it again. */
+		log_raced(r, "dropped from L1 after the store");
+		hc_del(ag->cache, r->key, r->klen);
 	}
 	hc_agent_l2(ag->cache, r->key, r->klen, result, ns);
 }
@@ -588,7 +628,9 @@ static void process_batch(struct agent *ag, size_t n)
 {
 	ag->nops = 0;
 	ag->ncmds = 0;
-	if (redis_link_ready(&ag->l2)) {
+	if (redis_link_ready(&ag->l2))
+		tracking_sync(&ag->l2); /* may lose the link */
+	if (ag->l2.ctx) {
 		add_ops(ag, ag->replay, backlog_take(ag));
 		add_ops(ag, ag->reqs, n);
 		send_pipeline(ag);
@@ -614,6 +656,7 @@ static bool serve_once(struct agent *ag)
 	redis_link_idle_check(&ag->l2);
 	if (!ag->l2.ctx)
 		redis_link_ready(&ag->l2); /* a reconnect attempt, if the backoff ran out */
+	tracking_sync(&ag->l2);		   /* a new connection, or a new subscriber id */
 	n = hc_agent_take(ag->cache, ag->reqs, MAX_BATCH, take_timeout_ms(ag));
 	if (n == HC_E_AGAIN || n == -EINTR)
 		n = 0;
@@ -751,6 +794,9 @@ static int run(struct agent *ag)
 	log_info("serving segment '%s' as '%s': Redis %s, key prefix '%s', channel '%s'",
 		 agent_conf.name, agent_conf.id, agent_conf.redis_desc, agent_conf.prefix,
 		 agent_conf.channel);
+	if (agent_tracking())
+		log_info("server-assisted invalidation: writes to %s in Redis invalidate L1",
+			 tracking_describe());
 	while (ok && !agent_stopping())
 		ok = serve_once(ag);
 	log_info("stopping");

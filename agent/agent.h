@@ -8,12 +8,16 @@
  *                                 answers L2 lookups, beats the heartbeat and runs
  *                                 maintenance;
  *   subscriber thread  (invalidate.c)  holds its own Redis connection subscribed to the
- *                                 invalidation channel and drops the keys it names from L1.
+ *                                 invalidation channel (and, with --tracking, to Redis's
+ *                                 __redis__:invalidate) and drops the keys named from L1.
  *
- * Both threads share only the read-only configuration (config.c), the stop flag and the
- * hc_cache handle, which the library lets every thread of the process use.  Neither thread
- * ever waits on Redis for long: every socket wait is a poll() with a deadline, so shutdown
- * and the heartbeat are never held up by a slow or dead Redis.
+ * Both threads share the read-only configuration (config.c), the stop flag, the hc_cache
+ * handle, which the library lets every thread of the process use, and the few words of
+ * tracking.c: the invalidation counters that guard L2 answers against the read/invalidate
+ * race, and the handshake that points the L2 connection's CLIENT TRACKING at the
+ * subscriber's connection.  Neither thread ever waits on Redis for long: every socket wait
+ * is a poll() with a deadline, so shutdown and the heartbeat are never held up by a slow or
+ * dead Redis.
  */
 #ifndef HOSTCACHE_AGENT_H
 #define HOSTCACHE_AGENT_H
@@ -39,6 +43,10 @@ enum redis_transport { REDIS_TRANSPORT_TCP, REDIS_TRANSPORT_UNIX };
 #define AGENT_PREFIX_MAX 256 /* longest key prefix in Redis */
 #define AGENT_CHANNEL_MAX 256
 #define AGENT_ID_MAX 128
+#define AGENT_TRACKING_MAX 16 /* --tracking prefixes */
+
+/* Where Redis sends tracking invalidations for RESP2 clients (CLIENT TRACKING ... REDIRECT). */
+#define AGENT_TRACKING_CHANNEL "__redis__:invalidate"
 
 /* Every setting of the agent; filled once by agent_config_parse, read-only after. */
 struct agent_config {
@@ -58,6 +66,14 @@ struct agent_config {
 	int log_level;			     /* enum hc_log_level: the most verbose printed */
 	uint32_t maintain_ms;		     /* maintenance period */
 	uint64_t create_size;		     /* > 0: create the segment with this size */
+	/*
+	 * Server-assisted invalidation (CLIENT TRACKING ... BCAST), off unless one of these is
+	 * set.  The prefixes are of hostcache keys: the agent puts --prefix in front of each
+	 * when it tells Redis.  No two overlap (Redis refuses that).
+	 */
+	char tracking[AGENT_TRACKING_MAX][HC_KEY_MAX + 1];
+	int ntracking;
+	bool tracking_all; /* every key under --prefix */
 };
 
 /* The configuration, written only by agent_config_parse before any thread starts. */
@@ -71,6 +87,12 @@ void agent_config_parse(int argc, char **argv);
 
 /* agent_config_free - wipe and free the secret. */
 void agent_config_free(void);
+
+/* agent_tracking - is server-assisted invalidation configured? */
+static inline bool agent_tracking(void)
+{
+	return agent_conf.ntracking > 0 || agent_conf.tracking_all;
+}
 
 /* ---------------------------------------------------------------------- */
 /* Logging and time (agent.c)                                              */
@@ -132,6 +154,7 @@ struct redis_link {
 	void (*tick)(void *ctx); /* called at least every 50 ms while waiting (heartbeat) */
 	void *tick_ctx;
 	redisContext *ctx;	  /* NULL while disconnected */
+	uint64_t connects;	  /* connections made so far: names the current one */
 	bool ever_connected;	  /* a later connect is a reconnect */
 	bool down_logged;	  /* the current outage was logged */
 	uint32_t backoff_ms;	  /* next retry delay before jitter */
@@ -192,5 +215,42 @@ int subscriber_start(struct hc_cache *c, struct subscriber **out);
 
 /* subscriber_join - wait for the thread to notice agent_stop and free it.  Accepts NULL. */
 void subscriber_join(struct subscriber *s);
+
+/* ---------------------------------------------------------------------- */
+/* Between the threads: the race guard and tracking (tracking.c)           */
+
+/*
+ * The read/invalidate race guard.  The main thread takes inv_guard_snapshot() of a key
+ * before it sends the key's GET and checks inv_guard_changed() before and after it stores
+ * the answer in L1; whoever drops keys from L1 for an invalidation calls inv_guard_key()
+ * (or inv_guard_all() for a flush) first.  See tracking.c for why that is enough.
+ */
+uint64_t inv_guard_snapshot(const void *key, size_t klen);
+bool inv_guard_changed(const void *key, size_t klen, uint64_t snap);
+void inv_guard_key(const void *key, size_t klen);
+void inv_guard_all(void);
+
+/*
+ * tracking_redirect_set - the subscriber's word: @client_id is the CLIENT ID of its
+ * connection, now subscribed to __redis__:invalidate (0: it has none any more).  Returns
+ * the generation of that subscription, which tracking_live() takes.
+ */
+uint64_t tracking_redirect_set(uint64_t client_id);
+
+/*
+ * tracking_live - does the L2 connection have tracking on, redirected to the subscription
+ * of generation @gen?  *@confirms gets how many times tracking was (re)confirmed so far: a
+ * new value means a new tracking session, and events of the gap before it were lost.
+ */
+bool tracking_live(uint64_t gen, uint64_t *confirms);
+
+/*
+ * tracking_sync - main thread, with the L2 link connected: (re)issue CLIENT TRACKING when
+ * the connection or the subscriber's redirect id changed since it was last issued.
+ */
+void tracking_sync(struct redis_link *l2);
+
+/* tracking_describe - the Redis prefixes tracked, for logs ("" when off). */
+const char *tracking_describe(void);
 
 #endif /* HOSTCACHE_AGENT_H */

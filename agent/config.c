@@ -48,6 +48,13 @@ static void usage(FILE *out)
 		"                         (or env HOSTCACHE_REDIS_PASSWORD)\n"
 		"      --prefix P         prefix of every key in Redis (default none)\n"
 		"      --channel C        invalidation channel (default " DEFAULT_CHANNEL ")\n"
+		"      --tracking P       also invalidate on writes to Redis made by clients that\n"
+		"                         publish no event (Redis 6+ server-assisted tracking,\n"
+		"                         BCAST): keys starting with P, a hostcache key prefix\n"
+		"                         such as product: (--prefix is added for Redis).\n"
+		"                         Repeatable, up to 16 prefixes that must not overlap\n"
+		"      --tracking-all     the same for every key under --prefix (every key in\n"
+		"                         Redis if --prefix is empty)\n"
 		"      --l2-ttl MS        TTL in Redis for values that have none in L1\n"
 		"                         (default 300000; 0: no expiry in Redis)\n"
 		"      --id ID            this agent's id in the events it publishes, to ignore\n"
@@ -188,6 +195,36 @@ static void default_id(void)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(agent_conf.id, sizeof(agent_conf.id), "%.100s:%ld", host, (long)getpid());
+}
+
+/*
+ * A --tracking prefix: a hostcache key prefix, 1..HC_KEY_MAX bytes.  Redis refuses
+ * prefixes of one connection that overlap (one a prefix of another: both would report the
+ * same key), so they are refused here, where the message can name the options.
+ */
+static void add_tracking(const char *arg)
+{
+	size_t len = strlen(arg);
+
+	if (agent_conf.ntracking == AGENT_TRACKING_MAX)
+		usage_error("--tracking: at most %d prefixes", AGENT_TRACKING_MAX);
+	if (len > HC_KEY_MAX)
+		usage_error("--tracking: '%s' is longer than a key (%u bytes)", arg, HC_KEY_MAX);
+	set_string(agent_conf.tracking[agent_conf.ntracking], sizeof(agent_conf.tracking[0]),
+		   "--tracking", arg);
+	for (int i = 0; i < agent_conf.ntracking; i++) {
+		const char *p = agent_conf.tracking[i];
+		size_t plen = strlen(p);
+
+		if (!strcmp(p, arg))
+			usage_error("--tracking: '%s' given twice", arg);
+		if (!strncmp(p, arg, plen < len ? plen : len))
+			usage_error(
+				"--tracking: '%s' overlaps '%s' (one starts the other): keep the "
+				"shorter one only",
+				arg, p);
+	}
+	agent_conf.ntracking++;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -367,6 +404,8 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_MAINTAIN_MS,
 	OPT_CREATE,
+	OPT_TRACKING,
+	OPT_TRACKING_ALL,
 };
 
 static const struct option long_options[] = {
@@ -380,6 +419,8 @@ static const struct option long_options[] = {
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"maintain-ms", required_argument, NULL, OPT_MAINTAIN_MS},
 	{"create", required_argument, NULL, OPT_CREATE},
+	{"tracking", required_argument, NULL, OPT_TRACKING},
+	{"tracking-all", no_argument, NULL, OPT_TRACKING_ALL},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -436,6 +477,12 @@ static void apply_option(int opt, const char *arg, const char **redis_url,
 	case OPT_CREATE:
 		agent_conf.create_size = option_size("--create", arg);
 		break;
+	case OPT_TRACKING:
+		add_tracking(arg);
+		break;
+	case OPT_TRACKING_ALL:
+		agent_conf.tracking_all = true;
+		break;
 	case 'h':
 		usage(stdout);
 		exit(0);
@@ -455,6 +502,12 @@ void agent_config_parse(int argc, char **argv)
 		apply_option(opt, optarg, &redis_url, &password_file);
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	if (agent_conf.tracking_all && agent_conf.ntracking)
+		usage_error(
+			"--tracking-all already covers every key: drop the --tracking prefixes");
+	if (agent_tracking() && !strcmp(agent_conf.channel, AGENT_TRACKING_CHANNEL))
+		usage_error("--channel: " AGENT_TRACKING_CHANNEL " is where Redis sends tracking "
+			    "notifications: choose another channel for events");
 	if (!agent_conf.name[0])
 		usage_error("no segment name: give -n NAME or set HOSTCACHE_NAME");
 

@@ -343,6 +343,7 @@ static void connected(struct redis_link *l)
 		log_info("%s: connected to Redis at %s", l->who, agent_conf.redis_desc);
 	}
 	l->ever_connected = true;
+	l->connects++;
 	l->down_logged = false;
 	l->backoff_ms = BACKOFF_MIN_MS;
 	set_state(l, HC_REDIS_UP);

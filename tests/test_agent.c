@@ -25,6 +25,16 @@
  *                   write-through sets and invalidations say HC_E_AGAIN
  *                   (L1 done, Redis not told); a restarted agent does not
  *                   trust L1 silently and serves L2 again.
+ *   tracking        with --tracking product: --tracking cart:, a plain
+ *                   SET by redis-cli (no event published) drops the key
+ *                   from both hosts' L1; an untracked key stays; an agent's
+ *                   own write does not drop its own host's copy (NOLOOP)
+ *                   but does the other host's; FLUSHALL flushes L1 (a
+ *                   resync); the read/invalidate race, provoked 16 times
+ *                   (a GET's reply and the write's notification crossing),
+ *                   never leaves B's L1 older than Redis; after the
+ *                   subscriber's or the L2 connection is killed, or Redis
+ *                   restarted, tracking comes back (one flush) and works.
  *
  * Usage: test_agent PATH-TO-hostcache-agent.  Exits 77 (skipped) when
  * redis-server or redis-cli is not installed.
@@ -562,13 +572,18 @@ struct agent {
 	char id[64];
 	char log[160];
 	pid_t pid;
+	const char *const *extra; /* more arguments, NULL-terminated (or NULL) */
 };
+
+/* More arguments for the agents the next sc_begin starts (NULL: none). */
+static const char *const *agent_extra;
 
 static void agent_init(struct agent *a, const char *tag, const char *seg)
 {
 	memset(a, 0, sizeof(*a));
 	snprintf(a->tag, sizeof(a->tag), "%s", tag);
 	a->seg = seg;
+	a->extra = agent_extra;
 	snprintf(a->id, sizeof(a->id), "host-%s-%d", tag, (int)getpid());
 	snprintf(a->log, sizeof(a->log), "%s/agent-%s.log", dir, seg);
 }
@@ -588,7 +603,19 @@ static void agent_start(struct agent *a)
 			"debug",
 			"--maintain-ms",
 			"100",
+			NULL,
+			NULL,
+			NULL,
+			NULL,
+			NULL,
+			NULL,
+			NULL,
+			NULL,
 			NULL};
+	int n = 13;
+	for (int i = 0; a->extra && a->extra[i] && n < (int)(sizeof(argv) / sizeof(argv[0])) - 1;
+	     i++)
+		argv[n++] = (char *)a->extra[i];
 	a->pid = spawn(argv, a->log);
 }
 
@@ -775,8 +802,8 @@ static bool one_ok(const struct one *r, const char *key, int source)
 
 typedef void (*work_fn)(struct hc_cache *c, const void *arg);
 
-/* Run @fn in a forked worker process with its own handle on @seg. */
-static void run_worker(const char *seg, work_fn fn, const void *arg)
+/* Start @fn in a forked worker process with its own handle on @seg (end_worker waits). */
+static pid_t start_worker(const char *seg, work_fn fn, const void *arg)
 {
 	fflush(NULL);
 	pid_t pid = fork();
@@ -798,12 +825,24 @@ static void run_worker(const char *seg, work_fn fn, const void *arg)
 		_exit(0);
 	}
 	track_pid(pid);
+	return pid;
+}
+
+/* Wait for a worker; it must exit 0. */
+static void end_worker(pid_t pid)
+{
 	int st = wait_exit(pid, 15000);
 	if (st == -1) {
 		fprintf(stderr, "worker %d still running after 15 s: killed\n", (int)pid);
 		kill_wait(pid);
 	}
 	CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Run @fn in a forked worker process with its own handle on @seg. */
+static void run_worker(const char *seg, work_fn fn, const void *arg)
+{
+	end_worker(start_worker(seg, fn, arg));
 }
 
 static void w_load_one(struct hc_cache *c, const void *arg)
@@ -1336,6 +1375,9 @@ static void test_agent_killed(void)
 	struct one r;
 
 	CHECK_RC(l1_set(A, "keep:1", "x", 0), 0);
+	/* an entry with a stale window: kept across the restart, served stale, revalidated */
+	struct hc_set_opts sw = {.ttl_ms = 30000, .stale_ms = 60000};
+	CHECK_RC(hc_set_ex(A, "keep:2", 6, "y", 1, &sw), 0);
 	uint64_t t_kill = tu_now_ns();
 	agent_kill(&s.ag[0]);
 
@@ -1380,11 +1422,17 @@ static void test_agent_killed(void)
 	double ms = agent_ready(A, &s.ag[0]);
 	printf("agent killed: restarted agent ready in %.1f ms; RESYNCS +%llu; keep:1 in L1: %s\n",
 	       ms, (unsigned long long)(ctr(A, HC_AG_RESYNCS) - res0),
-	       l1_gone(A, "keep:1") ? "gone (the gap is treated as lost events)" : "STILL SERVED");
+	       l1_gone(A, "keep:1") ? "stale (the gap is treated as lost events)" : "STILL FRESH");
 	REQUIRE(ms >= 0);
 	CHECK(agent_stats(A).alive);
-	/* the agent was away, so were its invalidations: L1 is not trusted silently */
+	/* the agent was away, so were its invalidations: L1 is not trusted silently ... */
 	CHECK(l1_gone(A, "keep:1"));
+	/* ... nor thrown away: the entry is there, stale, for revalidation or errors */
+	char kb[8];
+	size_t kn;
+	struct hc_meta km;
+	CHECK_RC(hc_get_ex(A, "keep:2", 6, kb, sizeof(kb), &kn, &km, HC_GET_STALE), 0);
+	CHECK(kn == 1 && kb[0] == 'y' && km.stale == 1 && km.stale_left_ms > 50000);
 
 	/* L2 in use again: a key loaded on B is an L2 hit on A */
 	int loads0 = sh->loads;
@@ -1401,6 +1449,305 @@ static void test_agent_killed(void)
 	CHECK(one_ok(&r, "back:1", HC_SRC_L2));
 	CHECK(sh->loads == loads0 + 1);
 	CHECK(agent_stats(A).l2_skipped == skip3);
+	sc_end(&s);
+}
+
+/* 7. Server-assisted invalidation: writes by a client that publishes nothing. */
+
+/* Redis clients with tracking on in BCAST mode and a working redirect (CLIENT LIST). */
+static int tracking_clients(void)
+{
+	static char out[16384];
+	int n = 0;
+	if (RCLI(out, sizeof(out), "CLIENT", "LIST") != 0)
+		return -1;
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		const char *f = strstr(line, " flags=");
+		if (!f)
+			continue;
+		size_t len = strcspn(f + 7, " ");
+		if (memchr(f + 7, 't', len) && memchr(f + 7, 'B', len) && !memchr(f + 7, 'R', len))
+			n++;
+	}
+	return n;
+}
+
+/*
+ * Put @key (in a tracked prefix) into B's L1 through L2: loaded from the origin on A,
+ * whose agent writes it to Redis, then an L2 hit on B.  B is told of A's write (its own
+ * agent is not: NOLOOP); that notice is awaited first, or it could drop B's copy.
+ */
+static void trk_fill(struct scenario *s, const char *key)
+{
+	struct hc_cache *A = s->c[0], *B = s->c[1];
+	char want[64], rkey[64];
+	value_of(key, strlen(key), want, sizeof(want));
+	snprintf(rkey, sizeof(rkey), PFX "%s", key);
+	uint64_t ra0 = ctr(A, HC_AG_INV_RECEIVED), rb0 = ctr(B, HC_AG_INV_RECEIVED);
+	run_worker(s->seg[0], w_load_one, key);
+	CHECK(one_ok(&sh->one, key, HC_SRC_ORIGIN));
+	CHECK(WAIT_FOR(r_has(rkey, want), 1000) >= 0);
+	double n = WAIT_FOR(ctr(B, HC_AG_INV_RECEIVED) > rb0, 1000);
+	CHECK(n >= 0);
+	CHECK(ctr(A, HC_AG_INV_RECEIVED) == ra0); /* NOLOOP: not told of its own write */
+	run_worker(s->seg[1], w_load_one, key);
+	CHECK(one_ok(&sh->one, key, HC_SRC_L2));
+	CHECK(l1_has(A, key, want) && l1_has(B, key, want));
+}
+
+/* A SET by redis-cli of tracked @key: dropped from A's and B's L1 within 1 s. */
+static void trk_outside_set(struct scenario *s, const char *what, const char *key, const char *val)
+{
+	struct hc_cache *A = s->c[0], *B = s->c[1];
+	char rkey[64], out[64];
+	snprintf(rkey, sizeof(rkey), PFX "%s", key);
+	uint64_t rb0 = ctr(B, HC_AG_INV_RECEIVED), ab0 = ctr(B, HC_AG_INV_APPLIED);
+	uint64_t t0 = tu_now_ns();
+	CHECK(RCLI(out, sizeof(out), "SET", rkey, val) == 0 && !strcmp(out, "OK"));
+	double set_ms = ms_since(t0);
+	double b = -1, a = -1;
+	while (ms_since(t0) < 1000 && (a < 0 || b < 0)) {
+		if (b < 0 && l1_gone(B, key))
+			b = ms_since(t0);
+		if (a < 0 && l1_gone(A, key))
+			a = ms_since(t0);
+		sleep_us(50);
+	}
+	printf("tracking: %s: redis-cli SET %s (%.1f ms incl. redis-cli) -> gone from B's L1 "
+	       "after %.1f ms, from A's after %.1f ms (bound 1000); B received +%llu, applied "
+	       "+%llu\n",
+	       what, rkey, set_ms, b, a, (unsigned long long)(ctr(B, HC_AG_INV_RECEIVED) - rb0),
+	       (unsigned long long)(ctr(B, HC_AG_INV_APPLIED) - ab0));
+	CHECK(a >= 0 && b >= 0);
+	CHECK(ctr(B, HC_AG_INV_RECEIVED) > rb0 && ctr(B, HC_AG_INV_APPLIED) > ab0);
+}
+
+/*
+ * After a connection was killed: wait until both hosts resynced and Redis shows tracking
+ * live again.  One flush is expected, made once tracking is back; a second one only if
+ * the L2 connection took over TRACKING_WAIT_MS (500 ms) to come back (@max_flushes 2).
+ */
+static void trk_recovered(struct scenario *s, const char *what, uint64_t res0[2], uint64_t t_kill,
+			  uint64_t max_flushes)
+{
+	double ms[2];
+	for (int i = 0; i < 2; i++) {
+		ms[i] = WAIT_FOR(ctr(s->c[i], HC_AG_RESYNCS) > res0[i], 8000) >= 0
+				? ms_since(t_kill)
+				: -1.0;
+		CHECK(ms[i] >= 0);
+	}
+	double tr = WAIT_FOR(tracking_clients() == 2, 2000);
+	tu_sleep_ms(300); /* no further flush follows */
+	uint64_t da = ctr(s->c[0], HC_AG_RESYNCS) - res0[0];
+	uint64_t db = ctr(s->c[1], HC_AG_RESYNCS) - res0[1];
+	printf("tracking: %s -> tracking re-established and L1 flushed on A %.1f ms, on B "
+	       "%.1f ms later (RESYNCS A +%llu, B +%llu); tracking clients in Redis: %d\n",
+	       what, ms[0], ms[1], (unsigned long long)da, (unsigned long long)db,
+	       tracking_clients());
+	CHECK(tr >= 0);
+	CHECK(da >= 1 && da <= max_flushes && db >= 1 && db <= max_flushes);
+}
+
+/* Lines of @path containing @what. */
+static int count_lines(const char *path, const char *what)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int n = 0;
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, what) != NULL;
+	fclose(f);
+	return n;
+}
+
+/* Is @key absent from @c's L1, or there with the value Redis has? */
+static bool l1_not_older(struct hc_cache *c, const char *key, const char *rkey)
+{
+	char l1[VAL_CAP], rv[VAL_CAP];
+	int rc = l1_get(c, key, l1, sizeof(l1));
+	if (rc == HC_E_NOTFOUND)
+		return true;
+	return rc == 0 && r_get(rkey, rv, sizeof(rv)) == 0 && !strcmp(l1, rv);
+}
+
+/*
+ * The read/invalidate race, provoked: a Lua script keeps Redis busy for 60 ms while B's
+ * GET of a key (a worker's L2 lookup) and then an outside SET of that key queue up; Redis
+ * then runs the GET (old value) and the SET in one event-loop turn, and writes the GET's
+ * reply to B's L2 connection and the notification to B's subscriber together.  Which of
+ * B's threads gets there first is a coin toss.  Whatever happens, once things settle B's
+ * L1 must not hold a value older than Redis's.  How often the agent's guard fired is read
+ * from its debug log.
+ */
+#define RACE_ROUNDS 16
+static void trk_race(struct scenario *s)
+{
+	struct hc_cache *B = s->c[1];
+	static const char busy[] = "local t0 = redis.call('TIME') local e = 0 "
+				   "repeat local t = redis.call('TIME') "
+				   "e = (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) "
+				   "until e >= tonumber(ARGV[1]) return e";
+	int l2_old = 0, origin = 0, stale = 0, other = 0;
+	int miss0 = count_lines(s->ag[1].log, "answered as a miss");
+	int drop0 = count_lines(s->ag[1].log, "dropped from L1 after the store");
+	uint64_t t0 = tu_now_ns();
+	for (int i = 0; i < RACE_ROUNDS; i++) {
+		char key[32], rkey[48], out[128], l1[VAL_CAP];
+		snprintf(key, sizeof(key), "product:race:%d", i);
+		snprintf(rkey, sizeof(rkey), PFX "%s", key);
+		uint64_t rb0 = ctr(B, HC_AG_INV_RECEIVED);
+		CHECK(RCLI(out, sizeof(out), "SET", rkey, "old", "PX", "60000") == 0);
+		CHECK(WAIT_FOR(ctr(B, HC_AG_INV_RECEIVED) > rb0, 1000) >=
+		      0); /* that notice: past */
+
+		char *eval[] = {redis_cli_path, "-s", sock_path, "EVAL",
+				(char *)busy,	"0",  "60000",	 NULL};
+		char *set[] = {redis_cli_path, "-s", sock_path, "SET", rkey, "new", NULL};
+		pid_t ev = spawn(eval, NULL);
+		tu_sleep_ms(15); /* Redis is in the script now */
+		pid_t w = start_worker(s->seg[1], w_load_one, key);
+		tu_sleep_ms(5); /* the GET is queued at Redis */
+		pid_t st = spawn(set, NULL);
+		end_worker(w);
+		CHECK(wait_exit(st, 5000) != -1);
+		CHECK(wait_exit(ev, 5000) != -1);
+
+		if (sh->one.rc == 0 && sh->one.source == HC_SRC_L2 && !strcmp(sh->one.val, "old"))
+			l2_old++;
+		else if (sh->one.rc == 0 && sh->one.source == HC_SRC_ORIGIN)
+			origin++;
+		else
+			other++;
+		/* the notification and, after a miss, the owner's L2 fill may still be on
+		 * their way: a stale value would stay for its TTL (60 s), so 1 s tells */
+		if (WAIT_FOR(l1_not_older(B, key, rkey), 1000) < 0) {
+			char rv[128];
+			r_get(rkey, rv, sizeof(rv));
+			l1_get(B, key, l1, sizeof(l1));
+			fprintf(stderr, "tracking: race round %d: B's L1 holds '%s', Redis '%s'\n",
+				i, l1, rv);
+			stale++;
+		}
+	}
+	int miss = count_lines(s->ag[1].log, "answered as a miss") - miss0;
+	int drop = count_lines(s->ag[1].log, "dropped from L1 after the store") - drop0;
+	printf("tracking: read/invalidate race, %d rounds in %.0f ms: the worker got the old "
+	       "value from L2 %d times, went to the origin %d times, other %d; the guard "
+	       "answered a miss %d times and dropped a stored value %d times; B's L1 older than "
+	       "Redis afterwards: %d times\n",
+	       RACE_ROUNDS, ms_since(t0), l2_old, origin, other, miss, drop, stale);
+	CHECK(stale == 0);
+}
+
+static void test_tracking(void)
+{
+	static const char *const extra[] = {"--tracking", "product:", "--tracking", "cart:", NULL};
+	struct scenario s;
+	agent_extra = extra;
+	sc_begin(&s, "tracking", "trk", 2);
+	agent_extra = NULL;
+	struct hc_cache *A = s.c[0], *B = s.c[1];
+	char out[64], want[64];
+
+	/* ready means flushed once, after tracking was redirected to the subscriber */
+	CHECK(ctr(A, HC_AG_RESYNCS) == 1 && ctr(B, HC_AG_RESYNCS) == 1);
+	int tc = tracking_clients();
+	printf("tracking: Redis has %d clients tracking in BCAST mode with a live redirect "
+	       "(expected 2)\n",
+	       tc);
+	CHECK(tc == 2);
+
+	/* a write by a client that publishes nothing drops the key everywhere */
+	trk_fill(&s, "product:7");
+	run_worker(s.seg[0], w_load_one, "user:7"); /* untracked: B is not told */
+	run_worker(s.seg[1], w_load_one, "user:7");
+	CHECK(one_ok(&sh->one, "user:7", HC_SRC_L2));
+	trk_outside_set(&s, "tracked key", "product:7", "newvalue");
+	/* B reads the new value from L2 */
+	struct one r;
+	load_one(B, "product:7", &r);
+	printf("tracking: product:7 on B after the write: source %u (L2 %d), value '%s'\n",
+	       r.source, HC_SRC_L2, r.val);
+	CHECK(r.rc == 0 && r.source == HC_SRC_L2 && !strcmp(r.val, "newvalue"));
+
+	/* an untracked key is left alone */
+	uint64_t rb0 = ctr(B, HC_AG_INV_RECEIVED);
+	CHECK(RCLI(out, sizeof(out), "SET", PFX "user:7", "other") == 0);
+	tu_sleep_ms(300);
+	value_of("user:7", 6, want, sizeof(want));
+	printf("tracking: untracked user:7 written by redis-cli: still in B's L1 after 300 ms: "
+	       "%s; B received +%llu\n",
+	       l1_has(B, "user:7", want) ? "yes" : "NO",
+	       (unsigned long long)(ctr(B, HC_AG_INV_RECEIVED) - rb0));
+	CHECK(l1_has(B, "user:7", want));
+	CHECK(ctr(B, HC_AG_INV_RECEIVED) == rb0);
+
+	/* NOLOOP: B's own write-through does not drop B's value, but drops A's */
+	CHECK_RC(l1_set(A, "cart:1", "a-old", 0), 0);
+	uint64_t t0 = tu_now_ns();
+	CHECK_RC(l1_set(B, "cart:1", "b-new", HC_SET_WRITE_THROUGH), 0);
+	double ad = WAIT_FOR(l1_gone(A, "cart:1"), 1000);
+	tu_sleep_ms(100);
+	printf("tracking: write-through of cart:1 on B -> gone from A's L1 after %.1f ms; B "
+	       "keeps its own value: %s\n",
+	       ad >= 0 ? ms_since(t0) - 100 : -1.0, l1_has(B, "cart:1", "b-new") ? "yes" : "NO");
+	CHECK(ad >= 0);
+	CHECK(l1_has(B, "cart:1", "b-new"));
+	CHECK(r_has(PFX "cart:1", "b-new"));
+
+	/* FLUSHALL by another client flushes L1: a resync */
+	CHECK_RC(l1_set(B, "other:1", "x", 0), 0);
+	CHECK_RC(l1_set(A, "other:1", "x", 0), 0);
+	uint64_t ra = ctr(A, HC_AG_RESYNCS), rb = ctr(B, HC_AG_RESYNCS);
+	t0 = tu_now_ns();
+	CHECK(RCLI(out, sizeof(out), "FLUSHALL") == 0 && !strcmp(out, "OK"));
+	double fb = WAIT_FOR(ctr(B, HC_AG_RESYNCS) > rb && l1_gone(B, "other:1"), 1000);
+	double fa = WAIT_FOR(ctr(A, HC_AG_RESYNCS) > ra && l1_gone(A, "other:1"), 1000);
+	printf("tracking: FLUSHALL by redis-cli -> B's L1 flushed (RESYNCS +%llu) %.1f ms "
+	       "after, A's (+%llu) by %.1f ms; cart:1 on B: %s\n",
+	       (unsigned long long)(ctr(B, HC_AG_RESYNCS) - rb), fb,
+	       (unsigned long long)(ctr(A, HC_AG_RESYNCS) - ra), ms_since(t0),
+	       l1_gone(B, "cart:1") ? "gone" : "STILL SERVED");
+	CHECK(fb >= 0 && fa >= 0);
+	CHECK(l1_gone(B, "cart:1"));
+
+	trk_race(&s);
+
+	/* the subscriber's connection killed: a new redirect id, tracking re-issued */
+	uint64_t res0[2] = {ctr(A, HC_AG_RESYNCS), ctr(B, HC_AG_RESYNCS)};
+	uint64_t t_kill = tu_now_ns();
+	long long killed = RCLI_INT("CLIENT", "KILL", "TYPE", "pubsub");
+	printf("tracking: CLIENT KILL TYPE pubsub: %lld connections\n", killed);
+	CHECK(killed == 2);
+	trk_recovered(&s, "subscribers' connections killed", res0, t_kill, 1);
+	trk_fill(&s, "product:8");
+	trk_outside_set(&s, "after the subscribers' reconnect", "product:8", "v2");
+
+	/* the L2 connection killed: tracking re-issued on the new one */
+	res0[0] = ctr(A, HC_AG_RESYNCS);
+	res0[1] = ctr(B, HC_AG_RESYNCS);
+	t_kill = tu_now_ns();
+	killed = RCLI_INT("CLIENT", "KILL", "TYPE", "normal");
+	printf("tracking: CLIENT KILL TYPE normal: %lld connections\n", killed);
+	CHECK(killed == 2);
+	trk_recovered(&s, "L2 connections killed", res0, t_kill, 1);
+	trk_fill(&s, "product:9");
+	trk_outside_set(&s, "after the L2 reconnect", "product:9", "v2");
+
+	/* Redis itself killed and restarted: both connections new, tracking back */
+	res0[0] = ctr(A, HC_AG_RESYNCS);
+	res0[1] = ctr(B, HC_AG_RESYNCS);
+	redis_kill();
+	tu_sleep_ms(200);
+	REQUIRE(redis_start() == 0);
+	t_kill = tu_now_ns();
+	trk_recovered(&s, "Redis SIGKILLed, restarted", res0, t_kill, 2);
+	trk_fill(&s, "product:10");
+	trk_outside_set(&s, "after the Redis restart", "product:10", "v2");
+	CHECK(agent_up(A) && agent_up(B));
 	sc_end(&s);
 }
 
@@ -1447,6 +1794,7 @@ int main(int argc, char **argv)
 	test_batch();
 	test_redis_killed();
 	test_agent_killed();
+	test_tracking();
 
 	redis_stop();
 	printf("test_agent: %.1f s\n", ms_since(t0) / 1e3);
