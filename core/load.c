@@ -789,6 +789,64 @@ static size_t batch_l2(struct hc_cache *c, struct hc_thread *t, const struct hc_
 	return left;
 }
 
+/*
+ * Step 1 of a batch for one item: answer it from the cache, or take its
+ * flight.  Returns HC_FL_OWNER (the batch loads it: a miss, or a refresh
+ * that falls due), HC_FL_JOINED (another caller loads it: wait), or 0 (the
+ * item is answered).
+ */
+static int batch_plan(struct hc_cache *c, struct hc_thread *t, const struct hc_load_opts *o,
+		      uint32_t lease, struct hc_batch_item *it, struct bstate *s)
+{
+	struct hc_meta *m = &it->meta;
+	size_t len = 0;
+	it->rc = hc_read_copy(c, t, it->key, it->klen, it->buf, it->cap, &len, m,
+			      HC_GET_STALE | HC_GET_NEGATIVE, &s->ent);
+	s->h = hc_hash64(it->key, it->klen, c->seed);
+	if (it->rc == 0 || it->rc == HC_E_TOOSMALL) {
+		it->vlen = len;
+		int refresh = -1; /* the counter of a refresh that falls due */
+		if (m->flags & HC_ENTRY_NEGATIVE) {
+			if (!m->stale) {
+				m->source = HC_SRC_NEGATIVE;
+				it->rc = HC_E_NOTFOUND;
+				return 0;
+			}
+		} else if (!m->stale) {
+			if (it->rc != 0 || !xfetch(t, m, beta_of(c, o, s->ent)))
+				return 0;
+			refresh = HC_LD_EARLY_REFRESHES;
+		} else if (-m->ttl_left_ms < (int64_t)o->stale_ms) {
+			refresh = HC_LD_STALE_REFRESHES;
+		} else {
+			s->old = it->rc == 0 && -m->ttl_left_ms < (int64_t)o->error_ms;
+		}
+		if (refresh >= 0) {
+			if (it->rc == 0 &&
+			    hc_flight_enter(c, t, s->h, false, lease, &s->fl) == HC_FL_OWNER) {
+				hc_count_load(c, s->ent, refresh, 1);
+				s->old = 1;
+				s->refresh = 1;
+				return HC_FL_OWNER;
+			}
+			if (refresh == HC_LD_STALE_REFRESHES) {
+				m->source = HC_SRC_STALE; /* one refresh runs elsewhere */
+				hc_count_load(c, s->ent, HC_LD_STALE_SERVED, 1);
+			}
+			return 0;
+		}
+	} else if (it->rc != HC_E_NOTFOUND) {
+		return 0;
+	}
+	int role = hc_flight_enter(c, t, s->h, true, lease, &s->fl);
+	if (role == HC_FL_JOINED) {
+		hc_count_load(c, s->ent, HC_LD_COALESCED, 1);
+		return HC_FL_JOINED;
+	}
+	hc_count_load(c, s->ent, role == HC_FL_OWNER ? HC_LD_LEADERS : HC_LD_UNCOALESCED, 1);
+	return HC_FL_OWNER;
+}
+
 int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 		hc_batch_loader_fn loader, void *ctx, const struct hc_load_opts *opts)
 {
@@ -829,67 +887,11 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 	/* 1. the cache; then own or join a flight for each miss or due refresh */
 	size_t nmine = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct hc_batch_item *it = &items[i];
-		struct bstate *s = &st[i];
-		struct hc_meta *m = &it->meta;
-		s->ent = hc_entity_id(c, t, it->key, it->klen);
-		s->h = hc_hash64(it->key, it->klen, c->seed);
-		size_t len = 0;
-		it->rc = hc_get_ex(c, it->key, it->klen, it->buf, it->cap, &len, m,
-				   HC_GET_STALE | HC_GET_NEGATIVE);
-		if (it->rc == 0 || it->rc == HC_E_TOOSMALL) {
-			it->vlen = len;
-			if (m->flags & HC_ENTRY_NEGATIVE) {
-				if (!m->stale) {
-					m->source = HC_SRC_NEGATIVE;
-					it->rc = HC_E_NOTFOUND;
-					continue;
-				}
-			} else if (!m->stale) {
-				if (it->rc == 0 && xfetch(t, m, beta_of(c, o, s->ent)) &&
-				    hc_flight_enter(c, t, s->h, false, lease, &s->fl) ==
-					    HC_FL_OWNER) {
-					hc_count_load(c, s->ent, HC_LD_EARLY_REFRESHES, 1);
-					s->role = HC_FL_OWNER;
-					s->old = 1;
-					s->refresh = 1;
-					mine[nmine] = it;
-					mine_idx[nmine++] = i;
-				}
-				continue;
-			} else if (-m->ttl_left_ms < (int64_t)o->stale_ms) {
-				if (it->rc == 0 && hc_flight_enter(c, t, s->h, false, lease,
-								   &s->fl) == HC_FL_OWNER) {
-					hc_count_load(c, s->ent, HC_LD_STALE_REFRESHES, 1);
-					s->role = HC_FL_OWNER;
-					s->old = 1;
-					s->refresh = 1;
-					mine[nmine] = it;
-					mine_idx[nmine++] = i;
-					continue;
-				}
-				m->source = HC_SRC_STALE;
-				hc_count_load(c, s->ent, HC_LD_STALE_SERVED, 1);
-				continue;
-			} else {
-				s->old = it->rc == 0 && -m->ttl_left_ms < (int64_t)o->error_ms;
-			}
-		} else if (it->rc != HC_E_NOTFOUND) {
-			continue;
+		st[i].role = (uint8_t)batch_plan(c, t, o, lease, &items[i], &st[i]);
+		if (st[i].role == HC_FL_OWNER) {
+			mine[nmine] = &items[i];
+			mine_idx[nmine++] = i;
 		}
-		int role = hc_flight_enter(c, t, s->h, true, lease, &s->fl);
-		if (role == HC_FL_JOINED) {
-			s->role = HC_FL_JOINED;
-			hc_count_load(c, s->ent, HC_LD_COALESCED, 1);
-			continue;
-		}
-		if (role == HC_FL_OWNER)
-			hc_count_load(c, s->ent, HC_LD_LEADERS, 1);
-		else
-			hc_count_load(c, s->ent, HC_LD_UNCOALESCED, 1);
-		s->role = HC_FL_OWNER;
-		mine[nmine] = it;
-		mine_idx[nmine++] = i;
 	}
 
 	/* 2. L2 first: every lookup queued, then the agent answers them in one pipeline */
