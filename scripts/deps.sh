@@ -8,6 +8,8 @@ packages=(
 	liburcu-dev                                  # atomics, barriers, futex
 	libhiredis-dev libjansson-dev                # the agent: Redis client, JSON messages
 	redis-server                                 # the agent's tests start their own
+	libncurses-dev libmicrohttpd-dev             # the dashboards
+	tmux curl                                    # the dashboards' tests
 	python3                                      # JSON checks in the tool tests
 )
 
