@@ -106,6 +106,7 @@
 #include "http.h"
 #include "model.h"
 #include "page.h"
+#include "statsjson.h"
 
 #define BODY_MAX 4096		/* request bodies above this get 413 */
 #define BODY_CUT (1024 * 1024)	/* ... and beyond this the connection is closed */
@@ -166,231 +167,7 @@ static uint64_t clock_ms(clockid_t id)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* ---- JSON: compact, numbers and ASCII strings as in shmtool's report.c ---- */
-
-struct json {
-	FILE *f;
-	bool need_comma;
-};
-
-static void json_string(FILE *f, const char *s, size_t n)
-{
-	fputc('"', f);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-static void json_member(struct json *j, const char *key)
-{
-	if (j->need_comma)
-		fputc(',', j->f);
-	if (key) {
-		json_string(j->f, key, strlen(key));
-		fputc(':', j->f);
-	}
-	j->need_comma = true;
-}
-
-static void json_open(struct json *j, const char *key, char brace)
-{
-	json_member(j, key);
-	fputc(brace, j->f);
-	j->need_comma = false;
-}
-
-static void json_close(struct json *j, char brace)
-{
-	fputc(brace, j->f);
-	j->need_comma = true;
-}
-
-static void json_u64(struct json *j, const char *key, uint64_t v)
-{
-	json_member(j, key);
-	fprintf(j->f, "%" PRIu64, v);
-}
-
-static void json_i64(struct json *j, const char *key, int64_t v)
-{
-	json_member(j, key);
-	fprintf(j->f, "%" PRId64, v);
-}
-
-static void json_bool(struct json *j, const char *key, bool v)
-{
-	json_member(j, key);
-	fputs(v ? "true" : "false", j->f);
-}
-
-static void json_str(struct json *j, const char *key, const char *s, size_t n)
-{
-	json_member(j, key);
-	json_string(j->f, s, n);
-}
-
-/* A rate or ratio; @v < 0 with @neg_null (no data), NaN or infinite: null. */
-static void json_num(struct json *j, const char *key, double v, bool neg_null)
-{
-	json_member(j, key);
-	if (!isfinite(v) || (neg_null && v < 0))
-		fputs("null", j->f);
-	else
-		fprintf(j->f, "%.6g", v);
-}
-
-/* ---- the counters, by name: JSON (report.c's) and Prometheus ---- */
-
-static const char *const layer_names[HC_LAYER_COUNT] = {"l1", "l2", "origin"};
-
-struct field {
-	const char *json;
-	const char *metric;
-	const char *help;
-	size_t off;
-};
-
-#define CF(n, m, h)                                       \
-	{                                                 \
-#n, m, h, offsetof(struct hc_counters, n) \
-	}
-static const struct field counter_fields[] = {
-	CF(hits, "cache_hits_total", "Requests the layer answered with a value."),
-	CF(misses, "cache_misses_total", "Requests the layer could not answer."),
-	CF(sets, "cache_sets_total", "Values stored in the layer."),
-	CF(deletes, "cache_deletes_total", "Entries deleted from the layer."),
-	CF(evictions, "cache_evictions_total", "Entries evicted to make room."),
-	CF(expirations, "cache_expirations_total", "Entries dropped because their TTL ended."),
-	CF(stale_hits, "cache_stale_hits_total", "Stale values served by the layer."),
-	CF(negative_hits, "cache_negative_hits_total", "Cached not-found answers served."),
-	CF(errors, "cache_errors_total", "Errors of the layer."),
-	CF(set_fails, "cache_set_failures_total", "Stores into the layer that failed."),
-};
-#undef CF
-#define NCOUNTERS (sizeof(counter_fields) / sizeof(counter_fields[0]))
-_Static_assert(NCOUNTERS * sizeof(uint64_t) == sizeof(struct hc_counters),
-	       "a name per hc_counters field");
-
-#define LF(n, m, h)                                         \
-	{                                                   \
-#n, m, h, offsetof(struct hc_load_stats, n) \
-	}
-static const struct field load_fields[] = {
-	LF(leaders, "cache_singleflight_leaders_total", "Flights owned: the caller ran the load."),
-	LF(coalesced, "cache_singleflight_coalesced_total",
-	   "Callers that waited for another caller's load."),
-	LF(takeovers, "cache_singleflight_takeovers_total",
-	   "Flights taken over from a dead owner."),
-	LF(lease_expiries, "cache_singleflight_lease_expiries_total",
-	   "Flights taken over from an owner past its lease."),
-	LF(early_refreshes, "cache_early_refreshes_total", "XFetch early recomputes run."),
-	LF(stale_refreshes, "cache_stale_refreshes_total", "Stale-while-revalidate refreshes run."),
-	LF(stale_served, "cache_stale_served_total", "Stale values returned by loads."),
-	LF(loads, "cache_loads_total", "Keys passed to a loader."),
-	LF(load_errors, "cache_load_errors_total", "Loads that failed (not counting not-found)."),
-	LF(uncoalesced, "cache_uncoalesced_loads_total",
-	   "Loads run without a flight: the flight table was full."),
-	LF(batch_calls, "cache_batch_loader_calls_total", "Batch-loader calls."),
-};
-#undef LF
-#define NLOAD (sizeof(load_fields) / sizeof(load_fields[0]))
-_Static_assert(NLOAD * sizeof(uint64_t) == offsetof(struct hc_load_stats, load_hist),
-	       "a name per loading counter");
-
-static const struct field agent_ctr_fields[HC_AG_N] = {
-	{"round_trips", "cache_agent_redis_round_trips_total", "Pipelines sent to Redis.", 0},
-	{"commands", "cache_agent_redis_commands_total", "Commands sent to Redis.", 0},
-	{"l2_errors", "cache_agent_l2_errors_total", "Redis commands that failed.", 0},
-	{"write_fails", "cache_agent_write_failures_total",
-	 "Write-through writes that failed (key deleted in L2).", 0},
-	{"inv_received", "cache_agent_invalidations_received_total",
-	 "Invalidation messages received.", 0},
-	{"inv_applied", "cache_agent_invalidations_applied_total",
-	 "Keys named by invalidations, dropped from L1.", 0},
-	{"inv_malformed", "cache_agent_invalidations_malformed_total",
-	 "Invalidation messages that could not be understood.", 0},
-	{"inv_echoes", "cache_agent_invalidation_echoes_total",
-	 "The agent's own invalidation messages, ignored.", 0},
-	{"inv_published", "cache_agent_invalidations_published_total",
-	 "Invalidation events published.", 0},
-	{"reconnects", "cache_agent_redis_reconnects_total", "Connections to Redis re-established.",
-	 0},
-	{"resyncs", "cache_agent_resyncs_total",
-	 "L1 flushes after a lost subscription (events may have been lost).", 0},
-};
-
-static uint64_t field_u64(const void *base, const struct field *f)
-{
-	uint64_t v;
-	memcpy(&v, (const char *)base + f->off, sizeof(v));
-	return v;
-}
-
-static const char *redis_state_name(uint32_t st)
-{
-	return st == HC_REDIS_UP ? "up" : st == HC_REDIS_DOWN ? "down" : "unknown";
-}
-
 /* ---- /api/stats ---- */
-
-static void hist_json(struct json *j, const char *key, const uint64_t *hist)
-{
-	json_open(j, key, '[');
-	for (int b = 0; b < HC_HIST_N; b++) {
-		json_open(j, NULL, '{');
-		json_u64(j, "le_us", b == HC_HIST_N - 1 ? 0 : HC_HIST_BOUND_US(b));
-		json_u64(j, "count", hist[b]);
-		json_close(j, '}');
-	}
-	json_close(j, ']');
-}
-
-static void layers_json(struct json *j, const struct hc_counters *layer)
-{
-	json_open(j, "layers", '{');
-	for (int l = 0; l < HC_LAYER_COUNT; l++) {
-		json_open(j, layer_names[l], '{');
-		for (size_t k = 0; k < NCOUNTERS; k++)
-			json_u64(j, counter_fields[k].json,
-				 field_u64(&layer[l], &counter_fields[k]));
-		json_close(j, '}');
-	}
-	json_close(j, '}');
-}
-
-static void loading_members(struct json *j, const struct hc_load_stats *l)
-{
-	for (size_t k = 0; k < NLOAD; k++)
-		json_u64(j, load_fields[k].json, field_u64(l, &load_fields[k]));
-	hist_json(j, "load_latency", l->load_hist);
-}
-
-static void agent_json(struct json *j, const struct hc_agent_stats *a)
-{
-	json_open(j, "agent", '{');
-	json_i64(j, "pid", a->pid);
-	json_u64(j, "alive", a->alive);
-	json_i64(j, "heartbeat_age_ms", a->heartbeat_age_ms);
-	const char *redis = redis_state_name(a->redis_state);
-	json_str(j, "redis", redis, strlen(redis));
-	json_u64(j, "ring_size", a->ring_size);
-	json_u64(j, "ring_depth", a->ring_depth);
-	json_u64(j, "ring_drops", a->ring_drops);
-	json_u64(j, "l2_skipped", a->l2_skipped);
-	json_u64(j, "ring_skipped", a->ring_skipped);
-	json_u64(j, "l2_timeouts", a->l2_timeouts);
-	for (int k = 0; k < HC_AG_N; k++)
-		json_u64(j, agent_ctr_fields[k].json, a->ctr[k]);
-	hist_json(j, "l2_latency", a->l2_hist);
-	json_close(j, '}');
-}
 
 static void rates_json(struct json *j, const char *key, const struct model_rates *r)
 {
@@ -430,7 +207,7 @@ static void model_json(struct json *j, struct dash_http *h)
 
 	json_open(j, "rates", '{');
 	for (int l = 0; l < HC_LAYER_COUNT; l++) {
-		json_open(j, layer_names[l], '{');
+		json_open(j, stats_layer_names[l], '{');
 		for (int w = 0; w < W_COUNT; w++) {
 			struct model_rates r = model_layer(m, l, (enum model_window)w);
 			rates_json(j, model_window_name[w], &r);
@@ -451,7 +228,7 @@ static void model_json(struct json *j, struct dash_http *h)
 		json_open(j, NULL, '{');
 		json_str(j, "name", me->name, strnlen(me->name, sizeof(me->name)));
 		for (int l = 0; l < HC_LAYER_COUNT; l++)
-			rates_json(j, layer_names[l], &me->layer[l]);
+			rates_json(j, stats_layer_names[l], &me->layer[l]);
 		load_rates_json(j, "loading", &me->load);
 		json_close(j, '}');
 	}
@@ -468,7 +245,7 @@ static void model_json(struct json *j, struct dash_http *h)
 	json_u64(j, "interval_ms", h->sample_ms);
 	for (int l = 0; l < HC_LAYER_COUNT; l++) {
 		int k = model_history(m, l, hist, MODEL_HISTORY);
-		json_open(j, layer_names[l], '[');
+		json_open(j, stats_layer_names[l], '[');
 		for (int i = 0; i < k; i++)
 			json_num(j, NULL, hist[i], true);
 		json_close(j, ']');
@@ -492,67 +269,7 @@ static void stats_json(FILE *f, struct dash_http *h, const struct hc_stats *s)
 	json_bool(&j, "read_only", h->read_only);
 	json_bool(&j, "mutations", h->token != NULL);
 
-	json_open(&j, "segment", '{');
-	json_u64(&j, "size", s->segment_size);
-	json_u64(&j, "arena_size", s->arena_size);
-	json_u64(&j, "slab_size", s->slab_size);
-	json_u64(&j, "slabs_total", s->slabs_total);
-	json_u64(&j, "slabs_used", s->slabs_used);
-	json_u64(&j, "index_slots", s->index_slots);
-	json_u64(&j, "threads_active", s->threads_active);
-	json_u64(&j, "created_unix_ms", s->created_unix_ms);
-	json_close(&j, '}');
-
-	json_u64(&j, "items", s->items);
-	json_u64(&j, "bytes", s->bytes);
-	layers_json(&j, s->layer);
-
-	json_open(&j, "classes", '[');
-	for (uint32_t k = 0; k < s->nclasses && k < HC_MAX_CLASSES; k++) {
-		const struct hc_class_stats *cs = &s->cls[k];
-		if (!cs->slabs && !cs->items)
-			continue;
-		json_open(&j, NULL, '{');
-		json_u64(&j, "class", k);
-		json_u64(&j, "block_size", cs->block_size);
-		json_u64(&j, "slabs", cs->slabs);
-		json_u64(&j, "items", cs->items);
-		json_u64(&j, "bytes", cs->bytes);
-		json_close(&j, '}');
-	}
-	json_close(&j, ']');
-
-	json_open(&j, "entities", '[');
-	for (uint32_t e = 0; e < s->nentities && e < HC_MAX_ENTITIES; e++) {
-		const struct hc_entity_stats *es = &s->entity[e];
-		json_open(&j, NULL, '{');
-		json_str(&j, "name", es->name, strnlen(es->name, sizeof(es->name)));
-		layers_json(&j, es->layer);
-		json_open(&j, "loading", '{');
-		loading_members(&j, &es->load);
-		json_close(&j, '}');
-		json_i64(&j, "beta", (int64_t)(es->beta * 1000));
-		json_close(&j, '}');
-	}
-	json_close(&j, ']');
-
-	json_open(&j, "loading", '{');
-	json_u64(&j, "flights_total", s->flights_total);
-	json_u64(&j, "flights_active", s->flights_active);
-	loading_members(&j, &s->load);
-	json_close(&j, '}');
-	agent_json(&j, &s->agent);
-
-	json_open(&j, "reclamation", '{');
-	json_u64(&j, "epoch", s->epoch);
-	json_u64(&j, "safe_epoch", s->safe_epoch);
-	json_u64(&j, "reclaim_waits", s->reclaim_waits);
-	json_u64(&j, "reclaim_stalls", s->reclaim_stalls);
-	json_u64(&j, "slots_reaped", s->slots_reaped);
-	json_u64(&j, "blocks_recovered", s->blocks_recovered);
-	json_u64(&j, "slab_moves", s->slab_moves);
-	json_u64(&j, "index_evictions", s->index_evictions);
-	json_close(&j, '}');
+	stats_json_members(&j, s);
 
 	model_json(&j, h);
 	json_close(&j, '}');
@@ -692,23 +409,23 @@ static void metrics_text(FILE *f, struct dash_http *h, const struct hc_stats *s)
 	fprintf(f, "cache_info{segment=\"%s\"} 1\n", seg);
 
 	/* per layer and entity */
-	for (size_t k = 0; k < NCOUNTERS; k++) {
-		const struct field *cf = &counter_fields[k];
+	for (size_t k = 0; k < stats_ncounters; k++) {
+		const struct stats_field *cf = &stats_counters[k];
 		prom_family(f, cf->metric, "counter", cf->help);
 		for (int l = 0; l < HC_LAYER_COUNT; l++)
 			for (uint32_t e = 0; e < ne; e++)
 				fprintf(f, "%s{layer=\"%s\",entity=\"%s\"} %" PRIu64 "\n",
-					cf->metric, layer_names[l], ent[e],
-					field_u64(&s->entity[e].layer[l], cf));
+					cf->metric, stats_layer_names[l], ent[e],
+					stats_u64(&s->entity[e].layer[l], cf));
 	}
 
 	/* loading, per entity */
-	for (size_t k = 0; k < NLOAD; k++) {
-		const struct field *lf = &load_fields[k];
+	for (size_t k = 0; k < stats_nload; k++) {
+		const struct stats_field *lf = &stats_load[k];
 		prom_family(f, lf->metric, "counter", lf->help);
 		for (uint32_t e = 0; e < ne; e++)
 			fprintf(f, "%s{entity=\"%s\"} %" PRIu64 "\n", lf->metric, ent[e],
-				field_u64(&s->entity[e].load, lf));
+				stats_u64(&s->entity[e].load, lf));
 	}
 	prom_family(f, "cache_load_duration_seconds", "histogram",
 		    "Loader latency per key (_sum estimated from the buckets).");
@@ -790,7 +507,7 @@ static void metrics_text(FILE *f, struct dash_http *h, const struct hc_stats *s)
 	prom_counter(f, "cache_agent_l2_timeouts_total",
 		     "Flight owners that stopped waiting for L2.", a->l2_timeouts);
 	for (int k = 0; k < HC_AG_N; k++)
-		prom_counter(f, agent_ctr_fields[k].metric, agent_ctr_fields[k].help, a->ctr[k]);
+		prom_counter(f, stats_agent[k].metric, stats_agent[k].help, a->ctr[k]);
 	prom_family(f, "cache_l2_duration_seconds", "histogram",
 		    "L2 lookup latency (_sum estimated from the buckets).");
 	prom_hist(f, "cache_l2_duration_seconds", "", a->l2_hist);

@@ -50,108 +50,16 @@
 #include <string.h>
 
 #include "shmtool.h"
-
-/* ---- a small JSON writer: indentation and commas handled in one place ---- */
-
-struct json {
-	FILE *f;
-	int depth;
-	bool need_comma; /* a value was written at this level */
-};
-
-static void json_string(FILE *f, const char *s, size_t n)
-{
-	fputc('"', f);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-/* Start a member (@key) or an array element (@key NULL). */
-static void json_member(struct json *j, const char *key)
-{
-	if (j->need_comma)
-		fputc(',', j->f);
-	if (j->depth > 0)
-		fprintf(j->f, "\n%*s", 2 * j->depth, "");
-	if (key) {
-		json_string(j->f, key, strlen(key));
-		fputs(": ", j->f);
-	}
-	j->need_comma = true;
-}
-
-static void json_open(struct json *j, const char *key, char brace)
-{
-	json_member(j, key);
-	fputc(brace, j->f);
-	j->depth++;
-	j->need_comma = false;
-}
-
-static void json_close(struct json *j, char brace)
-{
-	j->depth--;
-	if (j->need_comma) /* not empty: the closing brace on its own line */
-		fprintf(j->f, "\n%*s", 2 * j->depth, "");
-	fputc(brace, j->f);
-	j->need_comma = true;
-	if (j->depth == 0)
-		fputc('\n', j->f);
-}
-
-static void json_u64(struct json *j, const char *key, uint64_t v)
-{
-	json_member(j, key);
-	fprintf(j->f, "%" PRIu64, v);
-}
-
-static void json_i64(struct json *j, const char *key, int64_t v)
-{
-	json_member(j, key);
-	fprintf(j->f, "%" PRId64, v);
-}
-
-static void json_str(struct json *j, const char *key, const char *s)
-{
-	json_member(j, key);
-	json_string(j->f, s, strlen(s));
-}
+#include "statsjson.h"
 
 /* ---- shared ---- */
 
-static const char *const layer_names[HC_LAYER_COUNT] = {"l1", "l2", "origin"};
-
-/* struct hc_counters, by name, in declaration order. */
-static const struct {
-	const char *name;
-	const char *head; /* column heading in text output */
-	size_t off;
-} counter_fields[] = {
-#define F(n, h)                                        \
-	{                                              \
-#n, h, offsetof(struct hc_counters, n) \
-	}
-	F(hits, "hits"),	   F(misses, "misses"),		 F(sets, "sets"),
-	F(deletes, "deletes"),	   F(evictions, "evicted"),	 F(expirations, "expired"),
-	F(stale_hits, "stale"),	   F(negative_hits, "negative"), F(errors, "errors"),
-	F(set_fails, "set_fails"),
-#undef F
-};
-#define NCOUNTERS (sizeof(counter_fields) / sizeof(counter_fields[0]))
+#define layer_names stats_layer_names
+#define NCOUNTERS stats_ncounters
 
 static uint64_t counter(const struct hc_counters *c, size_t k)
 {
-	uint64_t v;
-	memcpy(&v, (const char *)c + counter_fields[k].off, sizeof(v));
-	return v;
+	return stats_u64(c, &stats_counters[k]);
 }
 
 static bool counters_zero(const struct hc_counters *c)
@@ -192,18 +100,18 @@ static const struct option json_longopts[] = {
 
 static void info_json(const struct hc_info *in)
 {
-	struct json j = {.f = stdout};
+	struct json j = {.f = stdout, .pretty = true};
 	char mode[8];
 	snprintf(mode, sizeof(mode), "%04o", in->mode);
 	json_open(&j, NULL, '{');
 	json_u64(&j, "version", 1);
-	json_str(&j, "name", in->name);
+	json_str(&j, "name", in->name, strlen(in->name));
 	json_u64(&j, "abi_version", in->abi_version);
 	json_u64(&j, "layout_hash", in->layout_hash);
 	json_u64(&j, "size", in->size);
 	json_u64(&j, "uid", in->uid);
 	json_u64(&j, "gid", in->gid);
-	json_str(&j, "mode", mode);
+	json_str(&j, "mode", mode, strlen(mode));
 	json_i64(&j, "creator_pid", in->creator_pid);
 	json_u64(&j, "created_unix_ms", in->created_unix_ms);
 	json_u64(&j, "max_threads", in->max_threads);
@@ -271,37 +179,6 @@ static bool class_shown(const struct hc_class_stats *cs)
 	return cs->slabs || cs->items;
 }
 
-static void counters_json(struct json *j, const char *key, const struct hc_counters *c)
-{
-	json_open(j, key, '{');
-	for (size_t k = 0; k < NCOUNTERS; k++)
-		json_u64(j, counter_fields[k].name, counter(c, k));
-	json_close(j, '}');
-}
-
-static const char *const load_names[] = {
-	"leaders",	   "coalesced",	      "takeovers",    "lease_expiries",
-	"early_refreshes", "stale_refreshes", "stale_served", "loads",
-	"load_errors",	   "uncoalesced",     "batch_calls",
-};
-#define NLOAD (sizeof(load_names) / sizeof(load_names[0]))
-_Static_assert(NLOAD * sizeof(uint64_t) == offsetof(struct hc_load_stats, load_hist),
-	       "a name per loading counter");
-
-static void hist_json(struct json *j, const char *key, const uint64_t *hist);
-
-static uint64_t load_counter(const struct hc_load_stats *l, size_t k)
-{
-	return ((const uint64_t *)l)[k];
-}
-
-static void loading_members(struct json *j, const struct hc_load_stats *l)
-{
-	for (size_t k = 0; k < NLOAD; k++)
-		json_u64(j, load_names[k], load_counter(l, k));
-	hist_json(j, "load_latency", l->load_hist);
-}
-
 /* Upper bound (us) of the bucket that holds quantile @q of the loads; 0 if none. */
 static uint64_t hist_quantile(const struct hc_load_stats *l, double q)
 {
@@ -318,125 +195,13 @@ static uint64_t hist_quantile(const struct hc_load_stats *l, double q)
 	return HC_HIST_BOUND_US(HC_HIST_N - 1);
 }
 
-static const char *const agent_names[HC_AG_N] = {
-	"round_trips",	 "commands",	"l2_errors",	 "write_fails",
-	"inv_received",	 "inv_applied", "inv_malformed", "inv_echoes",
-	"inv_published", "reconnects",	"resyncs",
-};
-
-static const char *redis_state_name(uint32_t st)
-{
-	return st == HC_REDIS_UP ? "up" : st == HC_REDIS_DOWN ? "down" : "unknown";
-}
-
-static void hist_json(struct json *j, const char *key, const uint64_t *hist)
-{
-	json_open(j, key, '[');
-	for (int b = 0; b < HC_HIST_N; b++) {
-		json_open(j, NULL, '{');
-		json_u64(j, "le_us", b == HC_HIST_N - 1 ? 0 : HC_HIST_BOUND_US(b));
-		json_u64(j, "count", hist[b]);
-		json_close(j, '}');
-	}
-	json_close(j, ']');
-}
-
-static void agent_json(struct json *j, const struct hc_agent_stats *a)
-{
-	json_open(j, "agent", '{');
-	json_i64(j, "pid", a->pid);
-	json_u64(j, "alive", a->alive);
-	json_i64(j, "heartbeat_age_ms", a->heartbeat_age_ms);
-	json_str(j, "redis", redis_state_name(a->redis_state));
-	json_u64(j, "ring_size", a->ring_size);
-	json_u64(j, "ring_depth", a->ring_depth);
-	json_u64(j, "ring_drops", a->ring_drops);
-	json_u64(j, "l2_skipped", a->l2_skipped);
-	json_u64(j, "ring_skipped", a->ring_skipped);
-	json_u64(j, "l2_timeouts", a->l2_timeouts);
-	for (int k = 0; k < HC_AG_N; k++)
-		json_u64(j, agent_names[k], a->ctr[k]);
-	hist_json(j, "l2_latency", a->l2_hist);
-	json_close(j, '}');
-}
-
-static void layers_json(struct json *j, const struct hc_counters *layer)
-{
-	json_open(j, "layers", '{');
-	for (int l = 0; l < HC_LAYER_COUNT; l++)
-		counters_json(j, layer_names[l], &layer[l]);
-	json_close(j, '}');
-}
-
 static void stats_json(const char *name, const struct hc_stats *s)
 {
-	struct json j = {.f = stdout};
+	struct json j = {.f = stdout, .pretty = true};
 	json_open(&j, NULL, '{');
 	json_u64(&j, "version", 1);
-	json_str(&j, "name", name);
-
-	json_open(&j, "segment", '{');
-	json_u64(&j, "size", s->segment_size);
-	json_u64(&j, "arena_size", s->arena_size);
-	json_u64(&j, "slab_size", s->slab_size);
-	json_u64(&j, "slabs_total", s->slabs_total);
-	json_u64(&j, "slabs_used", s->slabs_used);
-	json_u64(&j, "index_slots", s->index_slots);
-	json_u64(&j, "threads_active", s->threads_active);
-	json_u64(&j, "created_unix_ms", s->created_unix_ms);
-	json_close(&j, '}');
-
-	json_u64(&j, "items", s->items);
-	json_u64(&j, "bytes", s->bytes);
-	layers_json(&j, s->layer);
-
-	json_open(&j, "classes", '[');
-	for (uint32_t k = 0; k < s->nclasses && k < HC_MAX_CLASSES; k++) {
-		const struct hc_class_stats *cs = &s->cls[k];
-		if (!class_shown(cs))
-			continue;
-		json_open(&j, NULL, '{');
-		json_u64(&j, "class", k);
-		json_u64(&j, "block_size", cs->block_size);
-		json_u64(&j, "slabs", cs->slabs);
-		json_u64(&j, "items", cs->items);
-		json_u64(&j, "bytes", cs->bytes);
-		json_close(&j, '}');
-	}
-	json_close(&j, ']');
-
-	json_open(&j, "entities", '[');
-	for (uint32_t e = 0; e < s->nentities && e < HC_MAX_ENTITIES; e++) {
-		const struct hc_entity_stats *es = &s->entity[e];
-		json_open(&j, NULL, '{');
-		json_member(&j, "name");
-		json_string(j.f, es->name, strnlen(es->name, sizeof(es->name)));
-		layers_json(&j, es->layer);
-		json_open(&j, "loading", '{');
-		loading_members(&j, &es->load);
-		json_close(&j, '}');
-		json_i64(&j, "beta", (int64_t)(es->beta * 1000));
-		json_close(&j, '}');
-	}
-	json_close(&j, ']');
-
-	json_open(&j, "loading", '{');
-	json_u64(&j, "flights_total", s->flights_total);
-	json_u64(&j, "flights_active", s->flights_active);
-	loading_members(&j, &s->load);
-	json_close(&j, '}');
-	agent_json(&j, &s->agent);
-
-	json_open(&j, "reclamation", '{');
-	json_u64(&j, "epoch", s->epoch);
-	json_u64(&j, "safe_epoch", s->safe_epoch);
-	json_u64(&j, "reclaim_waits", s->reclaim_waits);
-	json_u64(&j, "reclaim_stalls", s->reclaim_stalls);
-	json_u64(&j, "slots_reaped", s->slots_reaped);
-	json_u64(&j, "blocks_recovered", s->blocks_recovered);
-	json_u64(&j, "slab_moves", s->slab_moves);
-	json_u64(&j, "index_evictions", s->index_evictions);
-	json_close(&j, '}');
+	json_str(&j, "name", name, strlen(name));
+	stats_json_members(&j, s);
 	json_close(&j, '}');
 }
 
@@ -444,7 +209,7 @@ static void counters_head(const char *first)
 {
 	printf("%-16s %-6s", first, "layer");
 	for (size_t k = 0; k < NCOUNTERS; k++)
-		printf(" %10s", counter_fields[k].head);
+		printf(" %10s", stats_counters[k].head);
 	putchar('\n');
 }
 
@@ -537,7 +302,7 @@ static void stats_text(const char *name, const struct hc_stats *s)
 	if (ag->pid)
 		printf("\nagent        pid %d, %s (heartbeat %lld ms ago), redis %s\n", ag->pid,
 		       ag->alive ? "alive" : "NOT ALIVE", (long long)ag->heartbeat_age_ms,
-		       redis_state_name(ag->redis_state));
+		       stats_redis_state(ag->redis_state));
 	else
 		printf("\nagent        none: workers use L1 and the origin only\n");
 	printf("  ring               %" PRIu64 " of %" PRIu32 " queued; %" PRIu64
