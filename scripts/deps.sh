@@ -9,7 +9,7 @@ packages=(
 	libhiredis-dev libjansson-dev                # the agent: Redis client, JSON messages
 	redis-server                                 # the agent's tests start their own
 	libncurses-dev libmicrohttpd-dev             # the dashboards
-	tmux curl                                    # the dashboards' tests
+	tmux curl chromium                           # the dashboards' tests (headless page)
 	python3                                      # JSON checks in the tool tests
 )
 
