@@ -10,6 +10,7 @@ packages=(
 	redis-server                                 # the agent's tests start their own
 	libncurses-dev libmicrohttpd-dev             # the dashboards
 	tmux curl chromium                           # the dashboards' tests (headless page)
+	prometheus                                   # promtool check metrics on /metrics
 	python3                                      # JSON checks in the tool tests
 )
 
