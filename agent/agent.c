@@ -30,9 +30,13 @@
  *
  * Threads: this one, and the invalidation subscriber (invalidate.c), which has its own
  * connection.  Signals are taken here only; the handler sets agent_stop, which both loops
- * check at least every 100 ms.
+ * check at least every 100 ms.  With --http, the HTTP dashboard (dashboard/http.c) adds its
+ * own threads, libmicrohttpd's and a sampler, over this process's read-write handle, so its
+ * flush and invalidate endpoints act directly; it starts once the agent has begun and stops
+ * first at shutdown, before the last requests are drained.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@
 #include <jansson.h>
 
 #include "agent.h"
+#include "http.h"
 
 #define MAX_BATCH 512			     /* requests taken from the ring at once */
 #define BACKLOG_MAX 1024		     /* deletes kept while Redis is unreachable */
@@ -175,6 +180,7 @@ struct agent {
 	uint64_t next_beat_ns, next_maintain_ns;
 	int64_t maintain_err; /* last error of hc_maintain, logged once */
 	struct log_limit reply_log;
+	struct dash_http *http; /* --http: the dashboard, NULL when off */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -377,7 +383,7 @@ static char *invalidation_event(const struct hc_request *r, size_t *len)
 	}
 	ev = json_object();
 	if (!ev || json_object_set_new(ev, "key", key) ||
-	    json_object_set_new(ev, "source", json_string(agent_conf.id))) {
+	    json_object_set_new(ev, "source", json_stringn(agent_conf.id, strlen(agent_conf.id)))) {
 		json_decref(ev);
 		return NULL;
 	}
@@ -780,6 +786,38 @@ static int become_agent(struct agent *ag)
 	return 0;
 }
 
+/*
+ * --http: serve the dashboard of the segment.  Its threads are started with SIGTERM and
+ * SIGINT blocked, so that signals keep going to this thread (they cut its doorbell wait
+ * short).  The token is wiped once the server holds its own copy.  False on failure.
+ */
+static bool start_dashboard(struct agent *ag)
+{
+	struct dash_http_opts o = {.bind = agent_conf.http_addr, .token = agent_conf.dash_token};
+	bool token = agent_conf.dash_token != NULL;
+	sigset_t block, old;
+	int rc;
+
+	if (!agent_conf.http_addr[0])
+		return true;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	rc = dash_http_start(ag->cache, &o, &ag->http);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	agent_config_wipe_token();
+	if (rc < 0) {
+		log_error("http: cannot serve the dashboard on %s: %s", agent_conf.http_addr,
+			  hc_strerror(rc));
+		return false;
+	}
+	log_info("http: dashboard on http://%s:%d/%s", agent_conf.http_host,
+		 dash_http_port(ag->http),
+		 token ? "" : " (no token: flush and invalidate refused)");
+	return true;
+}
+
 static int run(struct agent *ag)
 {
 	struct subscriber *sub = NULL;
@@ -797,10 +835,14 @@ static int run(struct agent *ag)
 	if (agent_tracking())
 		log_info("server-assisted invalidation: writes to %s in Redis invalidate L1",
 			 tracking_describe());
+	ok = start_dashboard(ag);
 	while (ok && !agent_stopping())
 		ok = serve_once(ag);
 	log_info("stopping");
 	atomic_store(&agent_stop, 1); /* a fatal error stops the subscriber too */
+	/* No request from the dashboard (an invalidation) comes after the drain. */
+	dash_http_stop(ag->http);
+	ag->http = NULL;
 	if (ok)
 		drain(ag);
 	ag->beating = false;

@@ -44,6 +44,8 @@ enum redis_transport { REDIS_TRANSPORT_TCP, REDIS_TRANSPORT_UNIX };
 #define AGENT_CHANNEL_MAX 256
 #define AGENT_ID_MAX 128
 #define AGENT_TRACKING_MAX 16 /* --tracking prefixes */
+#define AGENT_HTTP_MAX 63     /* longest --http ADDR:PORT */
+#define AGENT_TOKEN_MAX 511   /* longest dashboard token */
 
 /* Where Redis sends tracking invalidations for RESP2 clients (CLIENT TRACKING ... REDIRECT). */
 #define AGENT_TRACKING_CHANNEL "__redis__:invalidate"
@@ -74,6 +76,14 @@ struct agent_config {
 	char tracking[AGENT_TRACKING_MAX][HC_KEY_MAX + 1];
 	int ntracking;
 	bool tracking_all; /* every key under --prefix */
+	/*
+	 * The HTTP dashboard (dashboard/http.h), off unless --http is given.  http_host is
+	 * the address part of http_addr, for the log line.  The token guards its mutating
+	 * endpoints; it is handed to the server at start and wiped then (NULL: refused).
+	 */
+	char http_addr[AGENT_HTTP_MAX + 1]; /* "" : no dashboard */
+	char http_host[AGENT_HTTP_MAX + 1];
+	char *dash_token; /* heap, wiped by agent_config_wipe_token */
 };
 
 /* The configuration, written only by agent_config_parse before any thread starts. */
@@ -85,8 +95,11 @@ extern struct agent_config agent_conf;
  */
 void agent_config_parse(int argc, char **argv);
 
-/* agent_config_free - wipe and free the secret. */
+/* agent_config_free - wipe and free the secrets. */
 void agent_config_free(void);
+
+/* agent_config_wipe_token - wipe and free the dashboard token (once the server has it). */
+void agent_config_wipe_token(void);
 
 /* agent_tracking - is server-assisted invalidation configured? */
 static inline bool agent_tracking(void)

@@ -8,8 +8,10 @@
  * Secrets never come from argv (any user can read it in ps): the Redis password is read
  * from HOSTCACHE_REDIS_PASSWORD or from the first line of --password-file, and a Redis URL
  * with credentials in it is refused outright, from the flag or the environment alike (the
- * URL is also logged at startup).
+ * URL is also logged at startup).  The same holds for the HTTP dashboard's token: from
+ * HOSTCACHE_DASH_TOKEN or the first line of --http-token-file, never from argv.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,10 +66,17 @@ static void usage(FILE *out)
 		"      --maintain-ms N    maintenance period, 10..10000 (default 100)\n"
 		"      --create SIZE      create the segment if absent, SIZE bytes with an\n"
 		"                         optional K, M or G suffix (e.g. 64M)\n"
+		"      --http ADDR        serve the HTTP dashboard on ADDR, IPv4 ADDR:PORT,\n"
+		"                         :PORT or PORT (address 127.0.0.1 if left out; port 0:\n"
+		"                         any, logged); default off\n"
+		"      --http-token-file F  bearer token for the dashboard's flush and\n"
+		"                         invalidate endpoints: the first line of F (or env\n"
+		"                         HOSTCACHE_DASH_TOKEN; none: they are refused)\n"
 		"  -h, --help             this help\n"
 		"\n"
 		"Exit status: 0 after SIGTERM or SIGINT, 1 on a runtime failure (no segment,\n"
-		"another agent serves it), 2 on a usage error.\n");
+		"another agent serves it, the --http address cannot be bound), 2 on a usage\n"
+		"error.\n");
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
@@ -383,6 +393,15 @@ static void read_password_file(const char *file)
 	explicit_bzero(line, sizeof(line));
 }
 
+void agent_config_wipe_token(void)
+{
+	if (agent_conf.dash_token) {
+		explicit_bzero(agent_conf.dash_token, strlen(agent_conf.dash_token));
+		free(agent_conf.dash_token);
+		agent_conf.dash_token = NULL;
+	}
+}
+
 void agent_config_free(void)
 {
 	if (agent_conf.password) {
@@ -390,6 +409,68 @@ void agent_config_free(void)
 		free(agent_conf.password);
 		agent_conf.password = NULL;
 	}
+	agent_config_wipe_token();
+}
+
+/* ---------------------------------------------------------------------- */
+/* HTTP dashboard                                                           */
+
+/*
+ * --http: "ADDR:PORT", ":PORT" or "PORT", ADDR an IPv4 address or localhost (127.0.0.1
+ * when left out), PORT 0..65535 (0: any).  The grammar of dashboard/http.c, checked here
+ * so that a typo is a usage error; http_host gets the address bound, for the log line.
+ */
+static void set_http(const char *arg)
+{
+	const char *colon = strrchr(arg, ':');
+	const char *port = colon ? colon + 1 : arg;
+	size_t n = colon ? (size_t)(colon - arg) : 0;
+	char addr[AGENT_HTTP_MAX + 1];
+	struct in_addr in = {.s_addr = htonl(INADDR_LOOPBACK)};
+	uint64_t v;
+
+	set_string(agent_conf.http_addr, sizeof(agent_conf.http_addr), "--http", arg);
+	if (!parse_u64(port, 65535, &v) || strlen(port) > 5)
+		usage_error("--http: '%s': the port must be a number in 0..65535 (ADDR:PORT, e.g. "
+			    "127.0.0.1:8080)",
+			    arg);
+	memcpy(addr, arg, n);
+	addr[n] = '\0';
+	if (n && strcasecmp(addr, "localhost") && inet_pton(AF_INET, addr, &in) != 1)
+		usage_error("--http: '%s': the address must be IPv4 (e.g. 127.0.0.1:8080)", arg);
+	inet_ntop(AF_INET, &in, agent_conf.http_host, sizeof(agent_conf.http_host));
+}
+
+/* The dashboard token: the first line of @file, trailing blanks removed. */
+static void read_token_file(const char *file)
+{
+	char line[AGENT_TOKEN_MAX + 2];
+	struct stat st;
+	size_t len;
+	FILE *f = fopen(file, "r");
+
+	if (!f)
+		usage_error("--http-token-file: cannot open '%s': %s", file, strerror(errno));
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077))
+		fprintf(stderr,
+			AGENT_PROG ": warning: token file '%s' is readable by group or others "
+				   "(chmod 600 it)\n",
+			file);
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	len = strcspn(line, "\r\n");
+	if (len > AGENT_TOKEN_MAX) {
+		explicit_bzero(line, sizeof(line));
+		usage_error("--http-token-file: the token in '%s' is longer than %d bytes", file,
+			    AGENT_TOKEN_MAX);
+	}
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	if (len == 0)
+		usage_error("--http-token-file: the first line of '%s' is empty", file);
+	agent_conf.dash_token = dup_secret(line, len);
+	explicit_bzero(line, sizeof(line));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -406,6 +487,8 @@ enum {
 	OPT_CREATE,
 	OPT_TRACKING,
 	OPT_TRACKING_ALL,
+	OPT_HTTP,
+	OPT_HTTP_TOKEN_FILE,
 };
 
 static const struct option long_options[] = {
@@ -421,6 +504,8 @@ static const struct option long_options[] = {
 	{"create", required_argument, NULL, OPT_CREATE},
 	{"tracking", required_argument, NULL, OPT_TRACKING},
 	{"tracking-all", no_argument, NULL, OPT_TRACKING_ALL},
+	{"http", required_argument, NULL, OPT_HTTP},
+	{"http-token-file", required_argument, NULL, OPT_HTTP_TOKEN_FILE},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -440,18 +525,24 @@ static void set_defaults(void)
 		set_name("HOSTCACHE_NAME", env);
 }
 
-static void apply_option(int opt, const char *arg, const char **redis_url,
-			 const char **password_file)
+/* Option arguments kept for after the loop (files are read once everything is valid). */
+struct late_args {
+	const char *redis_url;
+	const char *password_file;
+	const char *token_file;
+};
+
+static void apply_option(int opt, const char *arg, struct late_args *late)
 {
 	switch (opt) {
 	case 'n':
 		set_name("--name", arg);
 		break;
 	case OPT_REDIS:
-		*redis_url = arg;
+		late->redis_url = arg;
 		break;
 	case OPT_PASSWORD_FILE:
-		*password_file = arg;
+		late->password_file = arg;
 		break;
 	case OPT_PREFIX:
 		/* An empty prefix is allowed: it is the default. */
@@ -483,6 +574,12 @@ static void apply_option(int opt, const char *arg, const char **redis_url,
 	case OPT_TRACKING_ALL:
 		agent_conf.tracking_all = true;
 		break;
+	case OPT_HTTP:
+		set_http(arg);
+		break;
+	case OPT_HTTP_TOKEN_FILE:
+		late->token_file = arg;
+		break;
 	case 'h':
 		usage(stdout);
 		exit(0);
@@ -494,12 +591,13 @@ static void apply_option(int opt, const char *arg, const char **redis_url,
 
 void agent_config_parse(int argc, char **argv)
 {
-	const char *redis_url = NULL, *password_file = NULL, *env;
+	struct late_args late = {NULL, NULL, NULL};
+	const char *env;
 	int opt;
 
 	set_defaults();
 	while ((opt = getopt_long(argc, argv, "n:h", long_options, NULL)) != -1)
-		apply_option(opt, optarg, &redis_url, &password_file);
+		apply_option(opt, optarg, &late);
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
 	if (agent_conf.tracking_all && agent_conf.ntracking)
@@ -510,17 +608,23 @@ void agent_config_parse(int argc, char **argv)
 			    "notifications: choose another channel for events");
 	if (!agent_conf.name[0])
 		usage_error("no segment name: give -n NAME or set HOSTCACHE_NAME");
+	if (late.token_file && !agent_conf.http_addr[0])
+		usage_error("--http-token-file goes with --http");
 
-	if (redis_url)
-		parse_redis_url("--redis", redis_url);
+	if (late.redis_url)
+		parse_redis_url("--redis", late.redis_url);
 	else if ((env = getenv("HOSTCACHE_REDIS")) && *env)
 		parse_redis_url("HOSTCACHE_REDIS", env);
 	else
 		parse_redis_url("default", DEFAULT_REDIS);
 
-	if (password_file)
-		read_password_file(password_file);
+	if (late.password_file)
+		read_password_file(late.password_file);
 	else if ((env = getenv("HOSTCACHE_REDIS_PASSWORD")) && *env)
 		agent_conf.password = dup_secret(env, strlen(env));
+	if (late.token_file)
+		read_token_file(late.token_file);
+	else if (agent_conf.http_addr[0] && (env = getenv("HOSTCACHE_DASH_TOKEN")) && *env)
+		agent_conf.dash_token = dup_secret(env, strlen(env));
 	agent_conf.prefix_len = strlen(agent_conf.prefix);
 }

@@ -7,7 +7,7 @@
 
 #include "statsjson.h"
 
-void json_string(FILE *f, const char *s, size_t n)
+void sj_string(FILE *f, const char *s, size_t n)
 {
 	fputc('"', f);
 	for (size_t i = 0; i < n; i++) {
@@ -22,28 +22,28 @@ void json_string(FILE *f, const char *s, size_t n)
 	fputc('"', f);
 }
 
-void json_member(struct json *j, const char *key)
+void sj_member(struct sj *j, const char *key)
 {
 	if (j->need_comma)
 		fputc(',', j->f);
 	if (j->pretty && j->depth > 0)
 		fprintf(j->f, "\n%*s", 2 * j->depth, "");
 	if (key) {
-		json_string(j->f, key, strlen(key));
+		sj_string(j->f, key, strlen(key));
 		fputs(j->pretty ? ": " : ":", j->f);
 	}
 	j->need_comma = true;
 }
 
-void json_open(struct json *j, const char *key, char brace)
+void sj_open(struct sj *j, const char *key, char brace)
 {
-	json_member(j, key);
+	sj_member(j, key);
 	fputc(brace, j->f);
 	j->depth++;
 	j->need_comma = false;
 }
 
-void json_close(struct json *j, char brace)
+void sj_close(struct sj *j, char brace)
 {
 	j->depth--;
 	if (j->pretty && j->need_comma) /* not empty: the closing brace on its own line */
@@ -54,33 +54,33 @@ void json_close(struct json *j, char brace)
 		fputc('\n', j->f);
 }
 
-void json_u64(struct json *j, const char *key, uint64_t v)
+void sj_u64(struct sj *j, const char *key, uint64_t v)
 {
-	json_member(j, key);
+	sj_member(j, key);
 	fprintf(j->f, "%" PRIu64, v);
 }
 
-void json_i64(struct json *j, const char *key, int64_t v)
+void sj_i64(struct sj *j, const char *key, int64_t v)
 {
-	json_member(j, key);
+	sj_member(j, key);
 	fprintf(j->f, "%" PRId64, v);
 }
 
-void json_bool(struct json *j, const char *key, bool v)
+void sj_bool(struct sj *j, const char *key, bool v)
 {
-	json_member(j, key);
+	sj_member(j, key);
 	fputs(v ? "true" : "false", j->f);
 }
 
-void json_str(struct json *j, const char *key, const char *s, size_t n)
+void sj_str(struct sj *j, const char *key, const char *s, size_t n)
 {
-	json_member(j, key);
-	json_string(j->f, s, n);
+	sj_member(j, key);
+	sj_string(j->f, s, n);
 }
 
-void json_num(struct json *j, const char *key, double v, bool neg_null)
+void sj_num(struct sj *j, const char *key, double v, bool neg_null)
 {
-	json_member(j, key);
+	sj_member(j, key);
 	if (!isfinite(v) || (neg_null && v < 0))
 		fputs("null", j->f);
 	else
@@ -184,119 +184,118 @@ const char *stats_redis_state(uint32_t st)
 
 /* ---- the document ---- */
 
-static void hist_json(struct json *j, const char *key, const uint64_t *hist)
+static void hist_json(struct sj *j, const char *key, const uint64_t *hist)
 {
-	json_open(j, key, '[');
+	sj_open(j, key, '[');
 	for (int b = 0; b < HC_HIST_N; b++) {
-		json_open(j, NULL, '{');
-		json_u64(j, "le_us", b == HC_HIST_N - 1 ? 0 : HC_HIST_BOUND_US(b));
-		json_u64(j, "count", hist[b]);
-		json_close(j, '}');
+		sj_open(j, NULL, '{');
+		sj_u64(j, "le_us", b == HC_HIST_N - 1 ? 0 : HC_HIST_BOUND_US(b));
+		sj_u64(j, "count", hist[b]);
+		sj_close(j, '}');
 	}
-	json_close(j, ']');
+	sj_close(j, ']');
 }
 
-static void layers_json(struct json *j, const struct hc_counters *layer)
+static void layers_json(struct sj *j, const struct hc_counters *layer)
 {
-	json_open(j, "layers", '{');
+	sj_open(j, "layers", '{');
 	for (int l = 0; l < HC_LAYER_COUNT; l++) {
-		json_open(j, stats_layer_names[l], '{');
+		sj_open(j, stats_layer_names[l], '{');
 		for (size_t k = 0; k < stats_ncounters; k++)
-			json_u64(j, stats_counters[k].json,
-				 stats_u64(&layer[l], &stats_counters[k]));
-		json_close(j, '}');
+			sj_u64(j, stats_counters[k].json, stats_u64(&layer[l], &stats_counters[k]));
+		sj_close(j, '}');
 	}
-	json_close(j, '}');
+	sj_close(j, '}');
 }
 
-static void loading_members(struct json *j, const struct hc_load_stats *l)
+static void loading_members(struct sj *j, const struct hc_load_stats *l)
 {
 	for (size_t k = 0; k < stats_nload; k++)
-		json_u64(j, stats_load[k].json, stats_u64(l, &stats_load[k]));
+		sj_u64(j, stats_load[k].json, stats_u64(l, &stats_load[k]));
 	hist_json(j, "load_latency", l->load_hist);
 }
 
-static void agent_json(struct json *j, const struct hc_agent_stats *a)
+static void agent_json(struct sj *j, const struct hc_agent_stats *a)
 {
 	const char *redis = stats_redis_state(a->redis_state);
-	json_open(j, "agent", '{');
-	json_i64(j, "pid", a->pid);
-	json_u64(j, "alive", a->alive);
-	json_i64(j, "heartbeat_age_ms", a->heartbeat_age_ms);
-	json_str(j, "redis", redis, strlen(redis));
-	json_u64(j, "ring_size", a->ring_size);
-	json_u64(j, "ring_depth", a->ring_depth);
-	json_u64(j, "ring_drops", a->ring_drops);
-	json_u64(j, "l2_skipped", a->l2_skipped);
-	json_u64(j, "ring_skipped", a->ring_skipped);
-	json_u64(j, "l2_timeouts", a->l2_timeouts);
+	sj_open(j, "agent", '{');
+	sj_i64(j, "pid", a->pid);
+	sj_u64(j, "alive", a->alive);
+	sj_i64(j, "heartbeat_age_ms", a->heartbeat_age_ms);
+	sj_str(j, "redis", redis, strlen(redis));
+	sj_u64(j, "ring_size", a->ring_size);
+	sj_u64(j, "ring_depth", a->ring_depth);
+	sj_u64(j, "ring_drops", a->ring_drops);
+	sj_u64(j, "l2_skipped", a->l2_skipped);
+	sj_u64(j, "ring_skipped", a->ring_skipped);
+	sj_u64(j, "l2_timeouts", a->l2_timeouts);
 	for (int k = 0; k < HC_AG_N; k++)
-		json_u64(j, stats_agent[k].json, stats_u64(a, &stats_agent[k]));
+		sj_u64(j, stats_agent[k].json, stats_u64(a, &stats_agent[k]));
 	hist_json(j, "l2_latency", a->l2_hist);
-	json_close(j, '}');
+	sj_close(j, '}');
 }
 
-void stats_json_members(struct json *j, const struct hc_stats *s)
+void stats_json_members(struct sj *j, const struct hc_stats *s)
 {
-	json_open(j, "segment", '{');
-	json_u64(j, "size", s->segment_size);
-	json_u64(j, "arena_size", s->arena_size);
-	json_u64(j, "slab_size", s->slab_size);
-	json_u64(j, "slabs_total", s->slabs_total);
-	json_u64(j, "slabs_used", s->slabs_used);
-	json_u64(j, "index_slots", s->index_slots);
-	json_u64(j, "threads_active", s->threads_active);
-	json_u64(j, "created_unix_ms", s->created_unix_ms);
-	json_close(j, '}');
+	sj_open(j, "segment", '{');
+	sj_u64(j, "size", s->segment_size);
+	sj_u64(j, "arena_size", s->arena_size);
+	sj_u64(j, "slab_size", s->slab_size);
+	sj_u64(j, "slabs_total", s->slabs_total);
+	sj_u64(j, "slabs_used", s->slabs_used);
+	sj_u64(j, "index_slots", s->index_slots);
+	sj_u64(j, "threads_active", s->threads_active);
+	sj_u64(j, "created_unix_ms", s->created_unix_ms);
+	sj_close(j, '}');
 
-	json_u64(j, "items", s->items);
-	json_u64(j, "bytes", s->bytes);
+	sj_u64(j, "items", s->items);
+	sj_u64(j, "bytes", s->bytes);
 	layers_json(j, s->layer);
 
-	json_open(j, "classes", '[');
+	sj_open(j, "classes", '[');
 	for (uint32_t k = 0; k < s->nclasses && k < HC_MAX_CLASSES; k++) {
 		const struct hc_class_stats *cs = &s->cls[k];
 		if (!cs->slabs && !cs->items)
 			continue;
-		json_open(j, NULL, '{');
-		json_u64(j, "class", k);
-		json_u64(j, "block_size", cs->block_size);
-		json_u64(j, "slabs", cs->slabs);
-		json_u64(j, "items", cs->items);
-		json_u64(j, "bytes", cs->bytes);
-		json_close(j, '}');
+		sj_open(j, NULL, '{');
+		sj_u64(j, "class", k);
+		sj_u64(j, "block_size", cs->block_size);
+		sj_u64(j, "slabs", cs->slabs);
+		sj_u64(j, "items", cs->items);
+		sj_u64(j, "bytes", cs->bytes);
+		sj_close(j, '}');
 	}
-	json_close(j, ']');
+	sj_close(j, ']');
 
-	json_open(j, "entities", '[');
+	sj_open(j, "entities", '[');
 	for (uint32_t e = 0; e < s->nentities && e < HC_MAX_ENTITIES; e++) {
 		const struct hc_entity_stats *es = &s->entity[e];
-		json_open(j, NULL, '{');
-		json_str(j, "name", es->name, strnlen(es->name, sizeof(es->name)));
+		sj_open(j, NULL, '{');
+		sj_str(j, "name", es->name, strnlen(es->name, sizeof(es->name)));
 		layers_json(j, es->layer);
-		json_open(j, "loading", '{');
+		sj_open(j, "loading", '{');
 		loading_members(j, &es->load);
-		json_close(j, '}');
-		json_i64(j, "beta", (int64_t)(es->beta * 1000));
-		json_close(j, '}');
+		sj_close(j, '}');
+		sj_i64(j, "beta", (int64_t)(es->beta * 1000));
+		sj_close(j, '}');
 	}
-	json_close(j, ']');
+	sj_close(j, ']');
 
-	json_open(j, "loading", '{');
-	json_u64(j, "flights_total", s->flights_total);
-	json_u64(j, "flights_active", s->flights_active);
+	sj_open(j, "loading", '{');
+	sj_u64(j, "flights_total", s->flights_total);
+	sj_u64(j, "flights_active", s->flights_active);
 	loading_members(j, &s->load);
-	json_close(j, '}');
+	sj_close(j, '}');
 	agent_json(j, &s->agent);
 
-	json_open(j, "reclamation", '{');
-	json_u64(j, "epoch", s->epoch);
-	json_u64(j, "safe_epoch", s->safe_epoch);
-	json_u64(j, "reclaim_waits", s->reclaim_waits);
-	json_u64(j, "reclaim_stalls", s->reclaim_stalls);
-	json_u64(j, "slots_reaped", s->slots_reaped);
-	json_u64(j, "blocks_recovered", s->blocks_recovered);
-	json_u64(j, "slab_moves", s->slab_moves);
-	json_u64(j, "index_evictions", s->index_evictions);
-	json_close(j, '}');
+	sj_open(j, "reclamation", '{');
+	sj_u64(j, "epoch", s->epoch);
+	sj_u64(j, "safe_epoch", s->safe_epoch);
+	sj_u64(j, "reclaim_waits", s->reclaim_waits);
+	sj_u64(j, "reclaim_stalls", s->reclaim_stalls);
+	sj_u64(j, "slots_reaped", s->slots_reaped);
+	sj_u64(j, "blocks_recovered", s->blocks_recovered);
+	sj_u64(j, "slab_moves", s->slab_moves);
+	sj_u64(j, "index_evictions", s->index_evictions);
+	sj_close(j, '}');
 }

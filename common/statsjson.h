@@ -18,24 +18,24 @@
 
 #include "hostcache.h"
 
-struct json {
+struct sj {
 	FILE *f;
 	bool pretty; /* newlines and two-space indentation */
 	int depth;
 	bool need_comma; /* a value was written at this level */
 };
 
-void json_string(FILE *f, const char *s, size_t n);
+void sj_string(FILE *f, const char *s, size_t n);
 /* Start a member (@key) or an array element (@key NULL). */
-void json_member(struct json *j, const char *key);
-void json_open(struct json *j, const char *key, char brace);
-void json_close(struct json *j, char brace);
-void json_u64(struct json *j, const char *key, uint64_t v);
-void json_i64(struct json *j, const char *key, int64_t v);
-void json_bool(struct json *j, const char *key, bool v);
-void json_str(struct json *j, const char *key, const char *s, size_t n);
+void sj_member(struct sj *j, const char *key);
+void sj_open(struct sj *j, const char *key, char brace);
+void sj_close(struct sj *j, char brace);
+void sj_u64(struct sj *j, const char *key, uint64_t v);
+void sj_i64(struct sj *j, const char *key, int64_t v);
+void sj_bool(struct sj *j, const char *key, bool v);
+void sj_str(struct sj *j, const char *key, const char *s, size_t n);
 /* A rate or ratio; null when not finite, or < 0 with @neg_null (no data). */
-void json_num(struct json *j, const char *key, double v, bool neg_null);
+void sj_num(struct sj *j, const char *key, double v, bool neg_null);
 
 /* One counter: its JSON name, Prometheus family, help text, text heading, offset. */
 struct stats_field {
@@ -65,6 +65,6 @@ const char *stats_redis_state(uint32_t st);
  * loading, agent, reclamation.  The caller opens and closes the object and
  * may add members of its own.
  */
-void stats_json_members(struct json *j, const struct hc_stats *s);
+void stats_json_members(struct sj *j, const struct hc_stats *s);
 
 #endif

@@ -169,110 +169,110 @@ static uint64_t clock_ms(clockid_t id)
 
 /* ---- /api/stats ---- */
 
-static void rates_json(struct json *j, const char *key, const struct model_rates *r)
+static void rates_json(struct sj *j, const char *key, const struct model_rates *r)
 {
-	json_open(j, key, '{');
-	json_num(j, "requests", r->requests, false);
-	json_num(j, "hits", r->hits, false);
-	json_num(j, "misses", r->misses, false);
-	json_num(j, "sets", r->sets, false);
-	json_num(j, "evictions", r->evictions, false);
-	json_num(j, "expirations", r->expirations, false);
-	json_num(j, "errors", r->errors, false);
-	json_num(j, "hit_ratio", r->hit_ratio, true);
-	json_bool(j, "below_target", r->below_target);
-	json_close(j, '}');
+	sj_open(j, key, '{');
+	sj_num(j, "requests", r->requests, false);
+	sj_num(j, "hits", r->hits, false);
+	sj_num(j, "misses", r->misses, false);
+	sj_num(j, "sets", r->sets, false);
+	sj_num(j, "evictions", r->evictions, false);
+	sj_num(j, "expirations", r->expirations, false);
+	sj_num(j, "errors", r->errors, false);
+	sj_num(j, "hit_ratio", r->hit_ratio, true);
+	sj_bool(j, "below_target", r->below_target);
+	sj_close(j, '}');
 }
 
-static void load_rates_json(struct json *j, const char *key, const struct model_load_rates *r)
+static void load_rates_json(struct sj *j, const char *key, const struct model_load_rates *r)
 {
-	json_open(j, key, '{');
-	json_num(j, "loads", r->loads, false);
-	json_num(j, "load_errors", r->load_errors, false);
-	json_num(j, "leaders", r->leaders, false);
-	json_num(j, "coalesced", r->coalesced, false);
-	json_num(j, "takeovers", r->takeovers, false);
-	json_num(j, "lease_expiries", r->lease_expiries, false);
-	json_num(j, "early_refreshes", r->early_refreshes, false);
-	json_num(j, "stale_refreshes", r->stale_refreshes, false);
-	json_num(j, "stale_served", r->stale_served, false);
-	json_num(j, "load_p50_us", r->load_p50_us, true);
-	json_num(j, "load_p99_us", r->load_p99_us, true);
-	json_close(j, '}');
+	sj_open(j, key, '{');
+	sj_num(j, "loads", r->loads, false);
+	sj_num(j, "load_errors", r->load_errors, false);
+	sj_num(j, "leaders", r->leaders, false);
+	sj_num(j, "coalesced", r->coalesced, false);
+	sj_num(j, "takeovers", r->takeovers, false);
+	sj_num(j, "lease_expiries", r->lease_expiries, false);
+	sj_num(j, "early_refreshes", r->early_refreshes, false);
+	sj_num(j, "stale_refreshes", r->stale_refreshes, false);
+	sj_num(j, "stale_served", r->stale_served, false);
+	sj_num(j, "load_p50_us", r->load_p50_us, true);
+	sj_num(j, "load_p99_us", r->load_p99_us, true);
+	sj_close(j, '}');
 }
 
-static void model_json(struct json *j, struct dash_http *h)
+static void model_json(struct sj *j, struct dash_http *h)
 {
 	const struct model *m = h->model;
 
-	json_open(j, "rates", '{');
+	sj_open(j, "rates", '{');
 	for (int l = 0; l < HC_LAYER_COUNT; l++) {
-		json_open(j, stats_layer_names[l], '{');
+		sj_open(j, stats_layer_names[l], '{');
 		for (int w = 0; w < W_COUNT; w++) {
 			struct model_rates r = model_layer(m, l, (enum model_window)w);
 			rates_json(j, model_window_name[w], &r);
 		}
-		json_close(j, '}');
+		sj_close(j, '}');
 	}
-	json_open(j, "loading", '{');
+	sj_open(j, "loading", '{');
 	for (int w = 0; w < W_COUNT; w++) {
 		struct model_load_rates r = model_load(m, (enum model_window)w);
 		load_rates_json(j, model_window_name[w], &r);
 	}
-	json_close(j, '}');
-	json_str(j, "entities_window", model_window_name[W_10S], strlen(model_window_name[W_10S]));
-	json_open(j, "entities", '[');
+	sj_close(j, '}');
+	sj_str(j, "entities_window", model_window_name[W_10S], strlen(model_window_name[W_10S]));
+	sj_open(j, "entities", '[');
 	int n = model_entities(m, W_10S, SORT_REQUESTS, h->rows, HC_MAX_ENTITIES);
 	for (int e = 0; e < n; e++) {
 		const struct model_entity *me = &h->rows[e];
-		json_open(j, NULL, '{');
-		json_str(j, "name", me->name, strnlen(me->name, sizeof(me->name)));
+		sj_open(j, NULL, '{');
+		sj_str(j, "name", me->name, strnlen(me->name, sizeof(me->name)));
 		for (int l = 0; l < HC_LAYER_COUNT; l++)
 			rates_json(j, stats_layer_names[l], &me->layer[l]);
 		load_rates_json(j, "loading", &me->load);
-		json_close(j, '}');
+		sj_close(j, '}');
 	}
-	json_close(j, ']');
-	json_close(j, '}');
+	sj_close(j, ']');
+	sj_close(j, '}');
 
-	json_open(j, "targets", '{');
-	json_num(j, "l1", MODEL_TARGET_L1, false);
-	json_num(j, "l2", MODEL_TARGET_L2, false);
-	json_close(j, '}');
+	sj_open(j, "targets", '{');
+	sj_num(j, "l1", MODEL_TARGET_L1, false);
+	sj_num(j, "l2", MODEL_TARGET_L2, false);
+	sj_close(j, '}');
 
 	double hist[MODEL_HISTORY];
-	json_open(j, "history", '{');
-	json_u64(j, "interval_ms", h->sample_ms);
+	sj_open(j, "history", '{');
+	sj_u64(j, "interval_ms", h->sample_ms);
 	for (int l = 0; l < HC_LAYER_COUNT; l++) {
 		int k = model_history(m, l, hist, MODEL_HISTORY);
-		json_open(j, stats_layer_names[l], '[');
+		sj_open(j, stats_layer_names[l], '[');
 		for (int i = 0; i < k; i++)
-			json_num(j, NULL, hist[i], true);
-		json_close(j, ']');
+			sj_num(j, NULL, hist[i], true);
+		sj_close(j, ']');
 	}
-	json_close(j, '}');
+	sj_close(j, '}');
 
-	json_open(j, "model", '{');
-	json_u64(j, "samples", (uint64_t)model_samples(m));
-	json_u64(j, "span_ms", model_span_ms(m));
-	json_close(j, '}');
+	sj_open(j, "model", '{');
+	sj_u64(j, "samples", (uint64_t)model_samples(m));
+	sj_u64(j, "span_ms", model_span_ms(m));
+	sj_close(j, '}');
 }
 
 static void stats_json(FILE *f, struct dash_http *h, const struct hc_stats *s)
 {
-	struct json j = {.f = f};
-	json_open(&j, NULL, '{');
-	json_u64(&j, "version", 1);
-	json_str(&j, "name", h->name, strlen(h->name));
-	json_u64(&j, "generated_unix_ms", clock_ms(CLOCK_REALTIME));
-	json_u64(&j, "sample_ms", h->sample_ms);
-	json_bool(&j, "read_only", h->read_only);
-	json_bool(&j, "mutations", h->token != NULL);
+	struct sj j = {.f = f};
+	sj_open(&j, NULL, '{');
+	sj_u64(&j, "version", 1);
+	sj_str(&j, "name", h->name, strlen(h->name));
+	sj_u64(&j, "generated_unix_ms", clock_ms(CLOCK_REALTIME));
+	sj_u64(&j, "sample_ms", h->sample_ms);
+	sj_bool(&j, "read_only", h->read_only);
+	sj_bool(&j, "mutations", h->token != NULL);
 
 	stats_json_members(&j, s);
 
 	model_json(&j, h);
-	json_close(&j, '}');
+	sj_close(&j, '}');
 	fputc('\n', f);
 }
 

@@ -100,31 +100,31 @@ static const struct option json_longopts[] = {
 
 static void info_json(const struct hc_info *in)
 {
-	struct json j = {.f = stdout, .pretty = true};
+	struct sj j = {.f = stdout, .pretty = true};
 	char mode[8];
 	snprintf(mode, sizeof(mode), "%04o", in->mode);
-	json_open(&j, NULL, '{');
-	json_u64(&j, "version", 1);
-	json_str(&j, "name", in->name, strlen(in->name));
-	json_u64(&j, "abi_version", in->abi_version);
-	json_u64(&j, "layout_hash", in->layout_hash);
-	json_u64(&j, "size", in->size);
-	json_u64(&j, "uid", in->uid);
-	json_u64(&j, "gid", in->gid);
-	json_str(&j, "mode", mode, strlen(mode));
-	json_i64(&j, "creator_pid", in->creator_pid);
-	json_u64(&j, "created_unix_ms", in->created_unix_ms);
-	json_u64(&j, "max_threads", in->max_threads);
-	json_u64(&j, "max_value", in->max_value);
-	json_u64(&j, "slab_size", in->slab_size);
-	json_u64(&j, "slabs_total", in->slabs_total);
-	json_u64(&j, "nclasses", in->nclasses);
-	json_u64(&j, "index_buckets", in->index_buckets);
-	json_u64(&j, "bucket_slots", in->bucket_slots);
-	json_u64(&j, "index_bytes", in->index_bytes);
-	json_u64(&j, "arena_bytes", in->arena_bytes);
-	json_u64(&j, "meta_bytes", in->meta_bytes);
-	json_close(&j, '}');
+	sj_open(&j, NULL, '{');
+	sj_u64(&j, "version", 1);
+	sj_str(&j, "name", in->name, strlen(in->name));
+	sj_u64(&j, "abi_version", in->abi_version);
+	sj_u64(&j, "layout_hash", in->layout_hash);
+	sj_u64(&j, "size", in->size);
+	sj_u64(&j, "uid", in->uid);
+	sj_u64(&j, "gid", in->gid);
+	sj_str(&j, "mode", mode, strlen(mode));
+	sj_i64(&j, "creator_pid", in->creator_pid);
+	sj_u64(&j, "created_unix_ms", in->created_unix_ms);
+	sj_u64(&j, "max_threads", in->max_threads);
+	sj_u64(&j, "max_value", in->max_value);
+	sj_u64(&j, "slab_size", in->slab_size);
+	sj_u64(&j, "slabs_total", in->slabs_total);
+	sj_u64(&j, "nclasses", in->nclasses);
+	sj_u64(&j, "index_buckets", in->index_buckets);
+	sj_u64(&j, "bucket_slots", in->bucket_slots);
+	sj_u64(&j, "index_bytes", in->index_bytes);
+	sj_u64(&j, "arena_bytes", in->arena_bytes);
+	sj_u64(&j, "meta_bytes", in->meta_bytes);
+	sj_close(&j, '}');
 }
 
 static void info_text(const struct hc_info *in)
@@ -197,12 +197,12 @@ static uint64_t hist_quantile(const struct hc_load_stats *l, double q)
 
 static void stats_json(const char *name, const struct hc_stats *s)
 {
-	struct json j = {.f = stdout, .pretty = true};
-	json_open(&j, NULL, '{');
-	json_u64(&j, "version", 1);
-	json_str(&j, "name", name, strlen(name));
+	struct sj j = {.f = stdout, .pretty = true};
+	sj_open(&j, NULL, '{');
+	sj_u64(&j, "version", 1);
+	sj_str(&j, "name", name, strlen(name));
 	stats_json_members(&j, s);
-	json_close(&j, '}');
+	sj_close(&j, '}');
 }
 
 static void counters_head(const char *first)

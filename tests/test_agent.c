@@ -35,6 +35,12 @@
  *                   never leaves B's L1 older than Redis; after the
  *                   subscriber's or the L2 connection is killed, or Redis
  *                   restarted, tracking comes back (one flush) and works.
+ *   http dashboard  agent A with --http 127.0.0.1:0 and --http-token-file
+ *                   logs the port bound; /healthz answers 200 and /metrics
+ *                   shows cache_agent_up 1 (a plain HTTP/1.0 client over a
+ *                   socket); POST /api/flush needs the token and flushes L1;
+ *                   the token never shows in the log; bad --http values are
+ *                   usage errors (exit 2); the agent stops on SIGTERM.
  *
  * Usage: test_agent PATH-TO-hostcache-agent.  Exits 77 (skipped) when
  * redis-server or redis-cli is not installed.
@@ -49,12 +55,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -1751,6 +1759,146 @@ static void test_tracking(void)
 	sc_end(&s);
 }
 
+/* 8. The HTTP dashboard served by the agent. */
+
+/*
+ * One HTTP/1.0 request to 127.0.0.1:@port: "@method @path", with an
+ * Authorization: Bearer header when @token is not NULL.  The response (up
+ * to @cap - 1 bytes, NUL-terminated) goes in @resp; returns the status code,
+ * or -1 when there was no complete answer within 2 s.
+ */
+static int http_req(int port, const char *method, const char *path, const char *token, char *resp,
+		    size_t cap)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	char req[512];
+	size_t got = 0;
+	int status = -1, len;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	resp[0] = '\0';
+	if (fd < 0)
+		return -1;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	len = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\n%s%s%sContent-Length: 0\r\n\r\n",
+		       method, path, token ? "Authorization: Bearer " : "", token ? token : "",
+		       token ? "\r\n" : "");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    send(fd, req, (size_t)len, MSG_NOSIGNAL) != len)
+		goto out;
+	uint64_t t0 = tu_now_ns();
+	for (;;) { /* HTTP/1.0: the server closes after the response */
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int left = 2000 - (int)ms_since(t0);
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			goto out;
+		ssize_t n = recv(fd, resp + got, cap - 1 - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto out;
+		if (n == 0 || got + (size_t)n == cap - 1) {
+			got += (size_t)(n > 0 ? n : 0);
+			break;
+		}
+		got += (size_t)n;
+	}
+	resp[got] = '\0';
+	if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
+		status = -1;
+out:
+	close(fd);
+	return status;
+}
+
+/* The port in the agent's "http: dashboard on http://127.0.0.1:PORT/" line, or -1. */
+static int logged_http_port(const char *log)
+{
+	static const char tag[] = "http: dashboard on http://127.0.0.1:";
+	FILE *f = fopen(log, "r");
+	char line[4096];
+	int port = -1;
+	if (!f)
+		return -1;
+	while (port < 0 && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, tag);
+		if (p && sscanf(p + sizeof(tag) - 1, "%d/", &port) != 1)
+			port = -1;
+	}
+	fclose(f);
+	return port;
+}
+
+/* Does hostcache-agent @args... exit 2 (a usage error) within 2 s? */
+static bool agent_usage_error(const char *arg1, const char *arg2)
+{
+	char *argv[] = {(char *)agent_path, "-n", "unused", (char *)arg1, (char *)arg2, NULL};
+	pid_t pid = spawn(argv, NULL);
+	int st = wait_exit(pid, 2000);
+	if (st == -1)
+		kill_wait(pid);
+	return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2;
+}
+
+static void test_http(void)
+{
+	static const char token[] = "t0ken-Of-The-Test";
+	char tokfile[128], resp[1 << 16];
+	snprintf(tokfile, sizeof(tokfile), "%s/dash-token", dir);
+	int fd = open(tokfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	REQUIRE(fd >= 0);
+	track_file(tokfile);
+	REQUIRE(write(fd, token, strlen(token)) == (ssize_t)strlen(token) &&
+		write(fd, "\n", 1) == 1);
+	close(fd);
+
+	static const char *const http_args[] = {"--http", "127.0.0.1:0", "--http-token-file", NULL,
+						NULL};
+	const char *args[5];
+	memcpy(args, http_args, sizeof(args));
+	args[3] = tokfile;
+	agent_extra = args;
+	struct scenario s;
+	sc_begin(&s, "http dashboard", "http", 1);
+	agent_extra = NULL;
+	struct hc_cache *A = s.c[0];
+
+	int port = -1;
+	double ms = WAIT_FOR((port = logged_http_port(s.ag[0].log)) > 0, 2000);
+	printf("http dashboard: agent A logged port %d (%.1f ms)\n", port, ms);
+	REQUIRE(port > 0 && port < 65536);
+
+	int st = http_req(port, "GET", "/healthz", NULL, resp, sizeof(resp));
+	printf("http dashboard: GET /healthz -> %d\n", st);
+	CHECK(st == 200);
+
+	/* The sampler renders /metrics every second: the agent is up from the first. */
+	bool up = false;
+	ms = WAIT_FOR((st = http_req(port, "GET", "/metrics", NULL, resp, sizeof(resp))) == 200 &&
+			      (up = strstr(resp, "\ncache_agent_up 1\n") != NULL),
+		      2500);
+	printf("http dashboard: GET /metrics -> %d, cache_agent_up 1: %s (%.1f ms)\n", st,
+	       up ? "yes" : "no", ms);
+	CHECK(st == 200 && up);
+
+	/* The agent's handle is read-write: the flush acts on the segment at once. */
+	CHECK_RC(l1_set(A, "http:k", "v", 0), 0);
+	st = http_req(port, "POST", "/api/flush", NULL, resp, sizeof(resp));
+	printf("http dashboard: POST /api/flush without the token -> %d\n", st);
+	CHECK(st == 401);
+	CHECK(l1_has(A, "http:k", "v"));
+	st = http_req(port, "POST", "/api/flush", token, resp, sizeof(resp));
+	printf("http dashboard: POST /api/flush with the token -> %d\n", st);
+	CHECK(st == 200 && strstr(resp, "\"flushed\":") != NULL);
+	CHECK(l1_gone(A, "http:k"));
+	CHECK(count_lines(s.ag[0].log, token) == 0);
+
+	CHECK(agent_usage_error("--http", "127.0.0.1:99999"));
+	CHECK(agent_usage_error("--http", "example.com:80"));
+	CHECK(agent_usage_error("--http-token-file", tokfile)); /* without --http */
+	sc_end(&s);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1795,6 +1943,7 @@ int main(int argc, char **argv)
 	test_redis_killed();
 	test_agent_killed();
 	test_tracking();
+	test_http();
 
 	redis_stop();
 	printf("test_agent: %.1f s\n", ms_since(t0) / 1e3);
