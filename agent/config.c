@@ -367,7 +367,14 @@ static char *dup_secret(const char *s, size_t len)
 	return p;
 }
 
-static void read_password_file(const char *file)
+/*
+ * A secret from the first line of @file (for option @opt, named @what in
+ * messages), at most @max bytes, with @trim its trailing blanks removed (a
+ * password keeps them: they may be part of it); the line is wiped from the
+ * stack after.  Usage errors exit 2; a file others can read warns.
+ */
+static char *read_secret_file(const char *opt, const char *what, const char *file, size_t max,
+			      bool trim)
 {
 	char line[1024];
 	struct stat st;
@@ -375,22 +382,27 @@ static void read_password_file(const char *file)
 	FILE *f = fopen(file, "r");
 
 	if (!f)
-		usage_error("--password-file: cannot open '%s': %s", file, strerror(errno));
+		usage_error("%s: cannot open '%s': %s", opt, file, strerror(errno));
 	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077))
 		fprintf(stderr,
-			AGENT_PROG ": warning: password file '%s' is readable by group or others "
+			AGENT_PROG ": warning: %s file '%s' is readable by group or others "
 				   "(chmod 600 it)\n",
-			file);
+			what, file);
 	if (!fgets(line, sizeof(line), f))
 		line[0] = '\0';
 	fclose(f);
 	len = strcspn(line, "\r\n");
+	while (trim && len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	if (len > max || len == sizeof(line) - 1) {
+		explicit_bzero(line, sizeof(line));
+		usage_error("%s: the %s in '%s' is longer than %zu bytes", opt, what, file, max);
+	}
 	if (len == 0)
-		usage_error("--password-file: the first line of '%s' is empty", file);
-	if (len == sizeof(line) - 1)
-		usage_error("--password-file: the password in '%s' is too long", file);
-	agent_conf.password = dup_secret(line, len);
+		usage_error("%s: the first line of '%s' is empty", opt, file);
+	char *secret = dup_secret(line, len);
 	explicit_bzero(line, sizeof(line));
+	return secret;
 }
 
 void agent_config_wipe_token(void)
@@ -439,38 +451,6 @@ static void set_http(const char *arg)
 	if (n && strcasecmp(addr, "localhost") && inet_pton(AF_INET, addr, &in) != 1)
 		usage_error("--http: '%s': the address must be IPv4 (e.g. 127.0.0.1:8080)", arg);
 	inet_ntop(AF_INET, &in, agent_conf.http_host, sizeof(agent_conf.http_host));
-}
-
-/* The dashboard token: the first line of @file, trailing blanks removed. */
-static void read_token_file(const char *file)
-{
-	char line[AGENT_TOKEN_MAX + 2];
-	struct stat st;
-	size_t len;
-	FILE *f = fopen(file, "r");
-
-	if (!f)
-		usage_error("--http-token-file: cannot open '%s': %s", file, strerror(errno));
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077))
-		fprintf(stderr,
-			AGENT_PROG ": warning: token file '%s' is readable by group or others "
-				   "(chmod 600 it)\n",
-			file);
-	if (!fgets(line, sizeof(line), f))
-		line[0] = '\0';
-	fclose(f);
-	len = strcspn(line, "\r\n");
-	if (len > AGENT_TOKEN_MAX) {
-		explicit_bzero(line, sizeof(line));
-		usage_error("--http-token-file: the token in '%s' is longer than %d bytes", file,
-			    AGENT_TOKEN_MAX);
-	}
-	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-		len--;
-	if (len == 0)
-		usage_error("--http-token-file: the first line of '%s' is empty", file);
-	agent_conf.dash_token = dup_secret(line, len);
-	explicit_bzero(line, sizeof(line));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -619,11 +599,13 @@ void agent_config_parse(int argc, char **argv)
 		parse_redis_url("default", DEFAULT_REDIS);
 
 	if (late.password_file)
-		read_password_file(late.password_file);
+		agent_conf.password = read_secret_file("--password-file", "password",
+						       late.password_file, 1000, false);
 	else if ((env = getenv("HOSTCACHE_REDIS_PASSWORD")) && *env)
 		agent_conf.password = dup_secret(env, strlen(env));
 	if (late.token_file)
-		read_token_file(late.token_file);
+		agent_conf.dash_token = read_secret_file("--http-token-file", "token",
+							 late.token_file, AGENT_TOKEN_MAX, true);
 	else if (agent_conf.http_addr[0] && (env = getenv("HOSTCACHE_DASH_TOKEN")) && *env)
 		agent_conf.dash_token = dup_secret(env, strlen(env));
 	agent_conf.prefix_len = strlen(agent_conf.prefix);
