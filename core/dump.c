@@ -159,11 +159,9 @@ int64_t hc_dump(struct hc_cache *c, int fd)
 
 int64_t hc_load(struct hc_cache *c, int fd)
 {
-	int rc = hc_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
-	if (c->read_only)
-		return HC_E_READONLY;
 	uint8_t head[16];
 	if ((rc = read_all(fd, head, sizeof(head))))
 		return rc;

@@ -395,4 +395,18 @@ static inline int hc_usable(const struct hc_cache *c)
 	return 0;
 }
 
+/* hc_usable, for calls that write: also refused on a read-only handle. */
+static inline int hc_writable(const struct hc_cache *c)
+{
+	int rc = hc_usable(c);
+	return rc ? rc : c->read_only ? HC_E_READONLY : 0;
+}
+
+/* The calling thread's record for a writing call, or NULL with *err set. */
+static inline struct hc_thread *hc_writer(struct hc_cache *c, int *err)
+{
+	*err = hc_writable(c);
+	return *err ? NULL : hc_thread_get(c, err);
+}
+
 #endif /* HC_INTERNAL_H */

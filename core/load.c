@@ -619,11 +619,9 @@ int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_f
 {
 	static const struct hc_load_opts defaults;
 	const struct hc_load_opts *o = opts ? opts : &defaults;
-	int rc = hc_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
-	if (c->read_only)
-		return HC_E_READONLY;
 	if (!key || !klen || !loader || !vlen || (!buf && cap))
 		return HC_E_INVAL;
 	if (klen > HC_KEY_MAX)
@@ -668,11 +666,9 @@ int hc_get_or_load(struct hc_cache *c, const void *key, size_t klen, hc_loader_f
 
 int hc_entity_beta(struct hc_cache *c, const char *entity, double beta)
 {
-	int rc = hc_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
-	if (c->read_only)
-		return HC_E_READONLY;
 	if (!entity || isnan(beta) || beta > 1000)
 		return HC_E_INVAL;
 	size_t n = strlen(entity);
@@ -852,11 +848,9 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 {
 	static const struct hc_load_opts defaults;
 	const struct hc_load_opts *o = opts ? opts : &defaults;
-	int rc = hc_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
-	if (c->read_only)
-		return HC_E_READONLY;
 	if ((!items && n) || !loader || n > (1u << 20))
 		return HC_E_INVAL;
 	if ((rc = check_opts(o)))

@@ -182,17 +182,9 @@ int hc_l2_wait(struct hc_cache *c, struct hc_fl *fl, uint32_t pending, uint64_t 
 
 /* ---- the agent's side ---- */
 
-static int agent_usable(struct hc_cache *c)
-{
-	int rc = hc_usable(c);
-	if (rc)
-		return rc;
-	return c->read_only ? HC_E_READONLY : 0;
-}
-
 int hc_agent_begin(struct hc_cache *c)
 {
-	int rc = agent_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
 	struct hc_header *h = c->hdr;
@@ -287,7 +279,7 @@ static int take_batch(struct hc_cache *c, struct hc_request *out, int max)
 
 int hc_agent_take(struct hc_cache *c, struct hc_request *out, int max, int timeout_ms)
 {
-	int rc = agent_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
 	if (!out || max <= 0)
@@ -317,7 +309,7 @@ int hc_agent_take(struct hc_cache *c, struct hc_request *out, int max, int timeo
 int hc_agent_answer(struct hc_cache *c, const struct hc_request *r, int result, const void *val,
 		    size_t vlen, uint32_t ttl_ms)
 {
-	int rc = agent_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
 	if (!r || r->op != HC_REQ_GET ||

@@ -319,11 +319,9 @@ int hc_set_ex(struct hc_cache *c, const void *key, size_t klen, const void *val,
 	      const struct hc_set_opts *o)
 {
 	static const struct hc_set_opts none;
-	int rc = hc_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
-	if (c->read_only)
-		return HC_E_READONLY;
 	if ((rc = check_key(key, klen)))
 		return rc;
 	if (!val && vlen)
@@ -562,11 +560,9 @@ void hc_view_release(struct hc_cache *c, struct hc_view *v)
 
 int hc_del(struct hc_cache *c, const void *key, size_t klen)
 {
-	int rc = hc_usable(c);
+	int rc = hc_writable(c);
 	if (rc)
 		return rc;
-	if (c->read_only)
-		return HC_E_READONLY;
 	if ((rc = check_key(key, klen)))
 		return rc;
 	struct hc_thread *t = hc_thread_get(c, &rc);
@@ -594,12 +590,8 @@ int hc_del(struct hc_cache *c, const void *key, size_t klen)
 
 int64_t hc_flush(struct hc_cache *c)
 {
-	int rc = hc_usable(c);
-	if (rc)
-		return rc;
-	if (c->read_only)
-		return HC_E_READONLY;
-	struct hc_thread *t = hc_thread_get(c, &rc);
+	int rc;
+	struct hc_thread *t = hc_writer(c, &rc);
 	if (!t)
 		return rc;
 	int64_t n = 0;
@@ -627,12 +619,8 @@ int64_t hc_flush(struct hc_cache *c)
  */
 int64_t hc_mark_stale(struct hc_cache *c)
 {
-	int rc = hc_usable(c);
-	if (rc)
-		return rc;
-	if (c->read_only)
-		return HC_E_READONLY;
-	struct hc_thread *t = hc_thread_get(c, &rc);
+	int rc;
+	struct hc_thread *t = hc_writer(c, &rc);
 	if (!t)
 		return rc;
 	const uint64_t now = hc_now_ms();

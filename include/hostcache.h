@@ -331,7 +331,7 @@ typedef int (*hc_loader_fn)(void *ctx, const void *key, size_t klen, struct hc_l
 int hc_load_value(struct hc_load *ld, const void *val, size_t vlen);
 
 /* hc_load_opts.flags */
-#define HC_LOAD_NO_L2 0x8u /* do not ask L2 (the agent) on a miss, nor write to it */
+#define HC_LOAD_NO_L2 0x8u	   /* do not ask L2 (the agent) on a miss, nor write to it */
 #define HC_LOAD_NO_XFETCH 0x1u	   /* no probabilistic early recompute */
 #define HC_LOAD_WRITE_THROUGH 0x2u /* loaded values go to L2 as well (the agent) */
 /*
@@ -360,7 +360,7 @@ struct hc_load_opts {
 				     written together do not expire together; 0..50 */
 	uint32_t flags;		  /* HC_LOAD_* */
 	uint32_t reserved;
-	double beta;		  /* XFetch beta: 0 = the entity's (hc_entity_beta) or 1.0;
+	double beta; /* XFetch beta: 0 = the entity's (hc_entity_beta) or 1.0;
 				     < 0 turns early recompute off */
 };
 
@@ -481,21 +481,21 @@ int hc_invalidate(struct hc_cache *c, const void *key, size_t klen);
 
 /* Request kinds (struct hc_request.op). */
 enum hc_req_op {
-	HC_REQ_GET = 1,	       /* L2 lookup for a flight owner: answer with hc_agent_answer */
-	HC_REQ_SET = 2,	       /* copy the key's current L1 value to L2 (ttl_ms: its TTL left) */
+	HC_REQ_GET = 1,		/* L2 lookup for a flight owner: answer with hc_agent_answer */
+	HC_REQ_SET = 2,		/* copy the key's current L1 value to L2 (ttl_ms: its TTL left) */
 	HC_REQ_SET_THROUGH = 3, /* as SET, for a write-through hc_set: on failure delete in L2 */
-	HC_REQ_DEL = 4,	       /* delete in L2 */
-	HC_REQ_INVALIDATE = 5, /* delete in L2 and publish an invalidation event */
+	HC_REQ_DEL = 4,		/* delete in L2 */
+	HC_REQ_INVALIDATE = 5,	/* delete in L2 and publish an invalidation event */
 };
 
 /* One request taken from the ring. */
 struct hc_request {
-	uint32_t op;	   /* enum hc_req_op */
-	uint32_t klen;	   /* 1..HC_KEY_MAX */
-	uint32_t ttl_ms;   /* SET: TTL for L2 (0: the agent's default) */
-	uint32_t stale_ms; /* GET: stale window for the value filled into L1 */
-	uint64_t token;	   /* GET: identifies the waiting owner (for hc_agent_answer) */
-	uint64_t queued_ms; /* when it was queued (CLOCK_MONOTONIC ms) */
+	uint32_t op;		  /* enum hc_req_op */
+	uint32_t klen;		  /* 1..HC_KEY_MAX */
+	uint32_t ttl_ms;	  /* SET: TTL for L2 (0: the agent's default) */
+	uint32_t stale_ms;	  /* GET: stale window for the value filled into L1 */
+	uint64_t token;		  /* GET: identifies the waiting owner (for hc_agent_answer) */
+	uint64_t queued_ms;	  /* when it was queued (CLOCK_MONOTONIC ms) */
 	char key[HC_KEY_MAX + 1]; /* NUL-terminated for convenience */
 };
 
@@ -546,17 +546,17 @@ int64_t hc_mark_stale(struct hc_cache *c);
 
 /* Agent-side counters, shown by hc_stats (struct hc_agent_stats). */
 enum hc_agent_ctr {
-	HC_AG_ROUND_TRIPS,     /* pipelines sent to Redis */
-	HC_AG_COMMANDS,	       /* commands in them */
-	HC_AG_L2_ERRORS,       /* commands that failed */
-	HC_AG_WRITE_FAILS,     /* write-through writes that failed (key deleted in L2) */
-	HC_AG_INV_RECEIVED,    /* invalidation messages received */
-	HC_AG_INV_APPLIED,     /* keys they named, dropped from L1 (whether cached or not) */
-	HC_AG_INV_MALFORMED,   /* messages that could not be understood */
-	HC_AG_INV_ECHOES,      /* this agent's own messages, ignored */
-	HC_AG_INV_PUBLISHED,   /* invalidation events published */
-	HC_AG_RECONNECTS,      /* connections to Redis re-established */
-	HC_AG_RESYNCS,	       /* L1 flushes after a lost subscription (events may be lost) */
+	HC_AG_ROUND_TRIPS,   /* pipelines sent to Redis */
+	HC_AG_COMMANDS,	     /* commands in them */
+	HC_AG_L2_ERRORS,     /* commands that failed */
+	HC_AG_WRITE_FAILS,   /* write-through writes that failed (key deleted in L2) */
+	HC_AG_INV_RECEIVED,  /* invalidation messages received */
+	HC_AG_INV_APPLIED,   /* keys they named, dropped from L1 (whether cached or not) */
+	HC_AG_INV_MALFORMED, /* messages that could not be understood */
+	HC_AG_INV_ECHOES,    /* this agent's own messages, ignored */
+	HC_AG_INV_PUBLISHED, /* invalidation events published */
+	HC_AG_RECONNECTS,    /* connections to Redis re-established */
+	HC_AG_RESYNCS,	     /* L1 flushes after a lost subscription (events may be lost) */
 	HC_AG_N
 };
 
@@ -642,33 +642,33 @@ struct hc_class_stats {
 
 /* Single-flight and loading counters (hc_get_or_load, hc_get_many). */
 struct hc_load_stats {
-	uint64_t leaders;	  /* flights owned: this caller ran the load for a miss */
-	uint64_t coalesced;	  /* callers that waited on another caller's load */
-	uint64_t takeovers;	  /* flights taken over from a dead owner */
-	uint64_t lease_expiries;  /* flights taken over from an owner past its lease */
-	uint64_t early_refreshes; /* XFetch early recomputes run */
-	uint64_t stale_refreshes; /* stale-while-revalidate refreshes run */
-	uint64_t stale_served;	  /* stale values returned (revalidate or error) */
-	uint64_t loads;		  /* keys passed to a loader */
-	uint64_t load_errors;	  /* of them, failed (not counting "not found") */
-	uint64_t uncoalesced;	  /* loads run without a flight: the flight table was full */
-	uint64_t batch_calls;	  /* batch-loader calls */
+	uint64_t leaders;	       /* flights owned: this caller ran the load for a miss */
+	uint64_t coalesced;	       /* callers that waited on another caller's load */
+	uint64_t takeovers;	       /* flights taken over from a dead owner */
+	uint64_t lease_expiries;       /* flights taken over from an owner past its lease */
+	uint64_t early_refreshes;      /* XFetch early recomputes run */
+	uint64_t stale_refreshes;      /* stale-while-revalidate refreshes run */
+	uint64_t stale_served;	       /* stale values returned (revalidate or error) */
+	uint64_t loads;		       /* keys passed to a loader */
+	uint64_t load_errors;	       /* of them, failed (not counting "not found") */
+	uint64_t uncoalesced;	       /* loads run without a flight: the flight table was full */
+	uint64_t batch_calls;	       /* batch-loader calls */
 	uint64_t load_hist[HC_HIST_N]; /* loader latency per key */
 };
 
 /* The agent and its ring (see "The agent interface"). */
 struct hc_agent_stats {
-	int32_t pid;		  /* the agent process; 0 when none */
-	uint32_t alive;		  /* its heartbeat is fresh */
-	int64_t heartbeat_age_ms; /* -1 when none */
-	uint32_t redis_state;	  /* enum hc_redis_state */
-	uint32_t ring_size;	  /* request slots */
-	uint64_t ring_depth;	  /* requests queued now */
-	uint64_t ring_drops;	  /* requests not queued: the ring was full */
-	uint64_t l2_skipped;	  /* L2 skipped: no live agent */
-	uint64_t ring_skipped;	  /* slots of producers that died mid-write */
-	uint64_t l2_timeouts;	  /* flight owners that stopped waiting for L2 */
-	uint64_t ctr[HC_AG_N];	  /* enum hc_agent_ctr */
+	int32_t pid;		     /* the agent process; 0 when none */
+	uint32_t alive;		     /* its heartbeat is fresh */
+	int64_t heartbeat_age_ms;    /* -1 when none */
+	uint32_t redis_state;	     /* enum hc_redis_state */
+	uint32_t ring_size;	     /* request slots */
+	uint64_t ring_depth;	     /* requests queued now */
+	uint64_t ring_drops;	     /* requests not queued: the ring was full */
+	uint64_t l2_skipped;	     /* L2 skipped: no live agent */
+	uint64_t ring_skipped;	     /* slots of producers that died mid-write */
+	uint64_t l2_timeouts;	     /* flight owners that stopped waiting for L2 */
+	uint64_t ctr[HC_AG_N];	     /* enum hc_agent_ctr */
 	uint64_t l2_hist[HC_HIST_N]; /* L2 lookup latency (HC_HIST_BOUND_US) */
 };
 

@@ -472,24 +472,38 @@ static bool is_stdio(const char *file)
 	return !file || strcmp(file, "-") == 0;
 }
 
-int shm_cmd_dump(struct tool *t, int argc, char **argv)
+/*
+ * The common start of dump and load: options, the name, and the optional
+ * FILE into *file (NULL or "-": standard input or output).  Returns true to
+ * go on, else false with the exit status in *rc (-h is done too).
+ */
+static bool file_command(struct tool *t, int argc, char **argv, const char **file, int *rc)
 {
 	static const struct option longopts[] = {SHM_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-	int ch, rc;
-	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, &rc)) != -1)
+	int ch;
+	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, rc)) != -1)
 		if (ch == SHM_OPT_EXIT)
-			return rc;
-	if ((rc = shm_positional(t, argc, argv, 0, 1, "")) || (rc = shm_need_name(t)))
+			return false;
+	if ((*rc = shm_positional(t, argc, argv, 0, 1, "")) || (*rc = shm_need_name(t)))
+		return false;
+	*file = optind < argc ? argv[optind] : NULL;
+	return true;
+}
+
+int shm_cmd_dump(struct tool *t, int argc, char **argv)
+{
+	const char *file;
+	int rc;
+	if (!file_command(t, argc, argv, &file, &rc))
 		return rc;
-	const char *file = optind < argc ? argv[optind] : NULL;
 	if (is_stdio(file) && isatty(STDOUT_FILENO))
 		return shm_usage_error(t, "refusing to write a binary dump to a terminal; "
 					  "give a FILE or redirect standard output");
 
+	/* hc_dump copies entries out before writing them: a slow pipe holds no memory back */
 	struct hc_cache *c;
 	if ((rc = shm_open_cache(t, &(struct hc_options){0}, &c)))
-		return rc; /* hc_scan copies entries out before the callback writes them: a slow
-	 * pipe ("dump | less") holds no memory back */
+		return rc;
 	int out = STDOUT_FILENO;
 	if (!is_stdio(file)) {
 		out = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -512,14 +526,10 @@ int shm_cmd_dump(struct tool *t, int argc, char **argv)
 
 int shm_cmd_load(struct tool *t, int argc, char **argv)
 {
-	static const struct option longopts[] = {SHM_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-	int ch, rc;
-	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, &rc)) != -1)
-		if (ch == SHM_OPT_EXIT)
-			return rc;
-	if ((rc = shm_positional(t, argc, argv, 0, 1, "")) || (rc = shm_need_name(t)))
+	const char *file;
+	int rc;
+	if (!file_command(t, argc, argv, &file, &rc))
 		return rc;
-	const char *file = optind < argc ? argv[optind] : NULL;
 	if (is_stdio(file) && isatty(STDIN_FILENO))
 		return shm_usage_error(t, "refusing to read a dump from a terminal; "
 					  "give a FILE or redirect standard input");

@@ -149,7 +149,8 @@ static void test_exactly_once(void)
 	       (unsigned long long)got, (unsigned long long)s.agent.ring_drops,
 	       (unsigned long long)s.agent.ring_skipped);
 	CHECK(got + s.agent.ring_drops == (uint64_t)WORKERS * PER_WORKER);
-	CHECK(got == atomic_load(&sh->queued)); /* HC_E_AGAIN told each caller whose write dropped */
+	CHECK(got ==
+	      atomic_load(&sh->queued)); /* HC_E_AGAIN told each caller whose write dropped */
 	CHECK(a.dups == 0);
 	/*
 	 * a producer descheduled over 200 ms between its claim and its write
