@@ -154,14 +154,27 @@ int shm_cmd_create(struct tool *t, int argc, char **argv)
 	return SHM_EXIT_OK;
 }
 
-int shm_cmd_destroy(struct tool *t, int argc, char **argv)
+/*
+ * The common start of a command with only the common options and up to
+ * @max positional arguments: options, arguments, the name.  Returns true to
+ * go on, else false with the exit status in *rc (-h is done too).
+ */
+static bool plain_command(struct tool *t, int argc, char **argv, int max, int *rc)
 {
 	static const struct option longopts[] = {SHM_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-	int ch, rc;
-	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, &rc)) != -1)
+	int ch;
+	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, rc)) != -1)
 		if (ch == SHM_OPT_EXIT)
-			return rc;
-	if ((rc = shm_positional(t, argc, argv, 0, 0, "")) || (rc = shm_need_name(t)))
+			return false;
+	if ((*rc = shm_positional(t, argc, argv, 0, max, "")) || (*rc = shm_need_name(t)))
+		return false;
+	return true;
+}
+
+int shm_cmd_destroy(struct tool *t, int argc, char **argv)
+{
+	int rc;
+	if (!plain_command(t, argc, argv, 0, &rc))
 		return rc;
 	rc = hc_unlink(t->name);
 	if (rc < 0)
@@ -472,30 +485,12 @@ static bool is_stdio(const char *file)
 	return !file || strcmp(file, "-") == 0;
 }
 
-/*
- * The common start of dump and load: options, the name, and the optional
- * FILE into *file (NULL or "-": standard input or output).  Returns true to
- * go on, else false with the exit status in *rc (-h is done too).
- */
-static bool file_command(struct tool *t, int argc, char **argv, const char **file, int *rc)
-{
-	static const struct option longopts[] = {SHM_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-	int ch;
-	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, rc)) != -1)
-		if (ch == SHM_OPT_EXIT)
-			return false;
-	if ((*rc = shm_positional(t, argc, argv, 0, 1, "")) || (*rc = shm_need_name(t)))
-		return false;
-	*file = optind < argc ? argv[optind] : NULL;
-	return true;
-}
-
 int shm_cmd_dump(struct tool *t, int argc, char **argv)
 {
-	const char *file;
 	int rc;
-	if (!file_command(t, argc, argv, &file, &rc))
+	if (!plain_command(t, argc, argv, 1, &rc))
 		return rc;
+	const char *file = optind < argc ? argv[optind] : NULL; /* NULL or "-": stdio */
 	if (is_stdio(file) && isatty(STDOUT_FILENO))
 		return shm_usage_error(t, "refusing to write a binary dump to a terminal; "
 					  "give a FILE or redirect standard output");
@@ -526,10 +521,10 @@ int shm_cmd_dump(struct tool *t, int argc, char **argv)
 
 int shm_cmd_load(struct tool *t, int argc, char **argv)
 {
-	const char *file;
 	int rc;
-	if (!file_command(t, argc, argv, &file, &rc))
+	if (!plain_command(t, argc, argv, 1, &rc))
 		return rc;
+	const char *file = optind < argc ? argv[optind] : NULL; /* NULL or "-": stdio */
 	if (is_stdio(file) && isatty(STDIN_FILENO))
 		return shm_usage_error(t, "refusing to read a dump from a terminal; "
 					  "give a FILE or redirect standard input");
@@ -558,12 +553,8 @@ int shm_cmd_load(struct tool *t, int argc, char **argv)
 
 int shm_cmd_flush(struct tool *t, int argc, char **argv)
 {
-	static const struct option longopts[] = {SHM_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-	int ch, rc;
-	while ((ch = shm_getopt(t, argc, argv, "hn:", longopts, &rc)) != -1)
-		if (ch == SHM_OPT_EXIT)
-			return rc;
-	if ((rc = shm_positional(t, argc, argv, 0, 0, "")) || (rc = shm_need_name(t)))
+	int rc;
+	if (!plain_command(t, argc, argv, 0, &rc))
 		return rc;
 	struct hc_cache *c;
 	if ((rc = shm_open_cache(t, &(struct hc_options){0}, &c)))
