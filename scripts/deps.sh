@@ -11,6 +11,7 @@ packages=(
 	libncurses-dev libmicrohttpd-dev             # the dashboards
 	tmux curl chromium                           # the dashboards' tests (headless page)
 	prometheus                                   # promtool check metrics on /metrics
+	libsqlite3-dev                               # the product API example's database
 	python3                                      # JSON checks in the tool tests
 )
 
