@@ -36,7 +36,8 @@ static void usage(FILE *f)
 	      "  -l, --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:8080;\n"
 	      "                           port 0: any free port, printed)\n"
 	      "  -w, --workers N          worker processes, 1..64 (default: number of CPUs)\n"
-	      "  -t, --threads N          HTTP threads per worker, 1..64 (default 8)\n"
+	      "  -t, --threads N          connections per worker, one thread each, 1..256\n"
+	      "                           (default 32)\n"
 	      "  -n, --name NAME          hostcache segment, created if absent (default\n"
 	      "                           $HOSTCACHE_NAME or product-api)\n"
 	      "      --cache-size SIZE    segment size when it is created, K/M/G suffix\n"
@@ -116,22 +117,31 @@ static int parse_listen(const char *s, struct sockaddr_in *sa)
 	return 0;
 }
 
-static int open_listener(const struct sockaddr_in *sa, unsigned *port)
+/*
+ * Every worker listens on a socket of its own, bound with SO_REUSEPORT to
+ * the same address, so the kernel spreads new connections evenly over the
+ * workers (one shared socket lets whichever worker wakes first take them
+ * all).  The supervisor binds one more socket that never listens: it
+ * chooses the port for port 0 and keeps it while workers restart.
+ */
+static int bind_port(const struct sockaddr_in *sa, int do_listen, unsigned *port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
 	if (fd < 0)
 		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	struct sockaddr_in got;
 	socklen_t len = sizeof(got);
-	if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) || listen(fd, 1024) ||
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) || (do_listen && listen(fd, 1024)) ||
 	    getsockname(fd, (struct sockaddr *)&got, &len)) {
 		int e = errno;
 		close(fd);
 		errno = e;
 		return -1;
 	}
-	*port = ntohs(got.sin_port);
+	if (port)
+		*port = ntohs(got.sin_port);
 	return fd;
 }
 
@@ -148,13 +158,19 @@ struct worker {
 	double restart_at; /* 0: running or not due */
 };
 
-static pid_t spawn(struct api_config *cfg, unsigned i, int listen_fd, int ready_w, int ready_r)
+static pid_t spawn(struct api_config *cfg, unsigned i, const struct sockaddr_in *sa, int ready_w,
+		   int ready_r)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(ready_r);
 		cfg->worker = i;
-		_exit(api_worker(cfg, listen_fd, ready_w));
+		int fd = bind_port(sa, 1, NULL);
+		if (fd < 0) {
+			fprintf(stderr, "product-api: worker %u: listen: %s\n", i, strerror(errno));
+			_exit(1);
+		}
+		_exit(api_worker(cfg, fd, ready_w));
 	}
 	if (pid < 0)
 		fprintf(stderr, "product-api: fork: %s\n", strerror(errno));
@@ -215,7 +231,7 @@ int main(int argc, char **argv)
 		.workers = ncpu < 1		    ? 1
 			   : ncpu > API_WORKERS_MAX ? API_WORKERS_MAX
 						    : (unsigned)ncpu,
-		.threads = 8,
+		.threads = 32,
 		.ttl_ms = 60000,
 		.stale_ms = 30000,
 		.error_ms = 300000,
@@ -232,7 +248,7 @@ int main(int argc, char **argv)
 			cfg.workers = parse_num("--workers", optarg, 1, API_WORKERS_MAX);
 			break;
 		case 't':
-			cfg.threads = parse_num("--threads", optarg, 1, 64);
+			cfg.threads = parse_num("--threads", optarg, 1, 256);
 			break;
 		case 'n':
 			name = optarg;
@@ -329,12 +345,13 @@ int main(int argc, char **argv)
 	}
 
 	unsigned port;
-	int lfd = open_listener(&sa, &port);
-	if (lfd < 0) {
+	int holder = bind_port(&sa, 0, &port);
+	if (holder < 0) {
 		fprintf(stderr, "product-api: listen on %s: %s\n", listen_addr, strerror(errno));
 		return 1;
 	}
 
+	sa.sin_port = htons((uint16_t)port);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -350,7 +367,7 @@ int main(int argc, char **argv)
 	}
 	struct worker w[API_WORKERS_MAX] = {0};
 	for (unsigned i = 0; i < cfg.workers; i++) {
-		w[i].pid = spawn(&cfg, i, lfd, ready[1], ready[0]);
+		w[i].pid = spawn(&cfg, i, &sa, ready[1], ready[0]);
 		w[i].started = now_s();
 	}
 
@@ -432,7 +449,7 @@ int main(int argc, char **argv)
 		for (unsigned i = 0; i < cfg.workers && !stopping; i++) {
 			if (w[i].pid || !w[i].restart_at || now_s() < w[i].restart_at)
 				continue;
-			w[i].pid = spawn(&cfg, i, lfd, ready[1], ready[0]);
+			w[i].pid = spawn(&cfg, i, &sa, ready[1], ready[0]);
 			w[i].started = now_s();
 			w[i].restart_at = w[i].pid > 0 ? 0 : now_s() + 1;
 			atomic_fetch_add(&cfg.shared->restarts, 1);
