@@ -31,11 +31,13 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,12 +54,40 @@ static pthread_key_t scratch_key;
 static const char *const source_names[SRC_COUNT] = {"L1",    "L2",	 "ORIGIN",
 						    "STALE", "NEGATIVE", "OFF"};
 
-/* Per-connection state: the PUT body as it arrives. */
+/*
+ * One request: its body as it arrives, then its place in the worker pool's
+ * queue, then the answer the pool thread prepared.
+ */
 struct request {
+	struct MHD_Connection *conn;
+	const char *url, *method; /* valid until the request completes */
 	char *body;
 	size_t len;
-	size_t seen; /* bytes received, kept or not */
+	size_t seen;	 /* body bytes received, kept or not */
+	unsigned status; /* the answer: status and response */
+	struct MHD_Response *resp;
+	atomic_bool done;     /* set by the pool thread before it resumes */
+	struct request *next; /* in the queue */
 };
+
+/*
+ * The worker pool: libmicrohttpd's one event thread reads requests and
+ * writes answers for every connection (epoll; idle connections cost a file
+ * descriptor, nothing more); a request's handling, which may wait on a
+ * single-flight load or the database, runs in one of cfg->threads pool
+ * threads while its connection is suspended.  Each pool thread holds one
+ * thread slot in the segment.  A full queue is answered 503 at once.
+ */
+#define QUEUE_MAX 1024
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct request *head, *tail;
+	unsigned len;
+	bool stop;
+	pthread_t *threads;
+	unsigned nthreads;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* ---------------------------------------------------------------------- */
 /* Small helpers                                                           */
@@ -117,8 +147,9 @@ static char *scratch(size_t n)
 /* ---------------------------------------------------------------------- */
 /* Responses                                                               */
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *body,
-			     size_t len, const char *const *headers)
+/* Prepare the answer to @rq (queued by the event thread, see on_request). */
+static enum MHD_Result reply(struct request *rq, unsigned status, const char *body, size_t len,
+			     const char *const *headers)
 {
 	struct MHD_Response *r =
 		MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -136,17 +167,19 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 	for (; headers && headers[0]; headers += 2)
 		if (headers[1])
 			MHD_add_response_header(r, headers[0], headers[1]);
-	enum MHD_Result ret = MHD_queue_response(conn, status, r);
-	MHD_destroy_response(r);
+	if (rq->resp)
+		MHD_destroy_response(rq->resp);
+	rq->status = status;
+	rq->resp = r;
 	atomic_fetch_add(&sh->status[status / 100 % 6], 1);
 	if (status == MHD_HTTP_NOT_MODIFIED)
 		atomic_fetch_add(&sh->not_modified, 1);
-	return ret;
+	return MHD_YES;
 }
 
 /* A 4xx/5xx with a JSON {"error": "..."} body. */
 __attribute__((format(printf, 3, 4))) static enum MHD_Result
-fail_with(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+fail_with(struct request *rq, unsigned status, const char *fmt, ...)
 {
 	char msg[256], body[600];
 	va_list ap;
@@ -162,14 +195,14 @@ fail_with(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
 	}
 	n += (size_t)snprintf(body + n, sizeof(body) - n, "\"}\n");
 	const char *headers[] = {"Cache-Control", "no-store", NULL};
-	return reply(conn, status, body, n, headers);
+	return reply(rq, status, body, n, headers);
 }
 
-static enum MHD_Result method_not_allowed(struct MHD_Connection *conn, const char *allow)
+static enum MHD_Result method_not_allowed(struct request *rq, const char *allow)
 {
 	const char *headers[] = {"Allow", allow, NULL};
 	static const char body[] = "{\"error\":\"method not allowed\"}\n";
-	return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, body, sizeof(body) - 1, headers);
+	return reply(rq, MHD_HTTP_METHOD_NOT_ALLOWED, body, sizeof(body) - 1, headers);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -221,8 +254,9 @@ static int load_many(void *ctx, const struct hc_batch_item *const *items, size_t
 /* ---------------------------------------------------------------------- */
 /* GET /products/{id}                                                      */
 
-static enum MHD_Result get_product(struct MHD_Connection *conn, int64_t id)
+static enum MHD_Result get_product(struct request *rq, int64_t id)
 {
+	struct MHD_Connection *conn = rq->conn;
 	static __thread char buf[DB_JSON_MAX];
 	struct db_product *p = NULL;
 	const char *body = buf;
@@ -240,7 +274,7 @@ static enum MHD_Result get_product(struct MHD_Connection *conn, int64_t id)
 			      : (enum api_source)meta.source;
 		if (rc && rc != HC_E_NOTFOUND) {
 			atomic_fetch_add(&sh->source[src], 1);
-			return fail_with(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+			return fail_with(rq, MHD_HTTP_SERVICE_UNAVAILABLE,
 					 "product %" PRId64 ": %s", id,
 					 rc == -EIO ? "database error" : hc_strerror(rc));
 		}
@@ -252,7 +286,7 @@ static enum MHD_Result get_product(struct MHD_Connection *conn, int64_t id)
 		if (rc < 0) {
 			free(p);
 			atomic_fetch_add(&sh->source[src], 1);
-			return fail_with(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+			return fail_with(rq, MHD_HTTP_SERVICE_UNAVAILABLE,
 					 "product %" PRId64 ": database error", id);
 		}
 		rc = rc ? HC_E_NOTFOUND : 0;
@@ -268,7 +302,7 @@ static enum MHD_Result get_product(struct MHD_Connection *conn, int64_t id)
 		const char *headers[] = {"X-Cache", xcache, NULL};
 		char msg[96];
 		int n = snprintf(msg, sizeof(msg), "{\"error\":\"no product %" PRId64 "\"}\n", id);
-		return reply(conn, MHD_HTTP_NOT_FOUND, msg, (size_t)n, headers);
+		return reply(rq, MHD_HTTP_NOT_FOUND, msg, (size_t)n, headers);
 	}
 
 	char etag[HC_ETAG_BUFSZ], cc[128] = "no-cache", age[24] = "";
@@ -297,9 +331,9 @@ static enum MHD_Result get_product(struct MHD_Connection *conn, int64_t id)
 		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 	enum MHD_Result ret;
 	if (inm && hc_etag_match(inm, strlen(inm), meta.etag) == 1)
-		ret = reply(conn, MHD_HTTP_NOT_MODIFIED, "", 0, headers);
+		ret = reply(rq, MHD_HTTP_NOT_MODIFIED, "", 0, headers);
 	else
-		ret = reply(conn, MHD_HTTP_OK, body, len, headers);
+		ret = reply(rq, MHD_HTTP_OK, body, len, headers);
 	free(p);
 	return ret;
 }
@@ -355,16 +389,17 @@ static int parse_ids(const char *s, int64_t *ids, char *err, size_t errlen)
 	}
 }
 
-static enum MHD_Result get_products(struct MHD_Connection *conn)
+static enum MHD_Result get_products(struct request *rq)
 {
+	struct MHD_Connection *conn = rq->conn;
 	const char *arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ids");
 	if (!arg)
-		return fail_with(conn, MHD_HTTP_BAD_REQUEST, "ids=1,2,3 is required");
+		return fail_with(rq, MHD_HTTP_BAD_REQUEST, "ids=1,2,3 is required");
 	int64_t ids[DB_BATCH_MAX];
 	char err[128];
 	int n = parse_ids(arg, ids, err, sizeof(err));
 	if (n < 0)
-		return fail_with(conn, MHD_HTTP_BAD_REQUEST, "%s", err);
+		return fail_with(rq, MHD_HTTP_BAD_REQUEST, "%s", err);
 
 	size_t cap = (size_t)n * (DB_JSON_MAX + 16) + 64;
 	struct json_buf b = {malloc(cap), 0, cap};
@@ -428,7 +463,7 @@ static enum MHD_Result get_products(struct MHD_Connection *conn)
 			atomic_fetch_add(&sh->source[s], by_src[s]);
 	if (failed) {
 		free(b.p);
-		return fail_with(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+		return fail_with(rq, MHD_HTTP_SERVICE_UNAVAILABLE,
 				 "%d of %d products could not be loaded", failed, n);
 	}
 	jb_put(&b, "],\"missing\":[", 13);
@@ -450,7 +485,7 @@ static enum MHD_Result get_products(struct MHD_Connection *conn)
 		snprintf(cc, sizeof(cc), "public, max-age=%" PRId64,
 			 min_ttl > 0 ? (min_ttl == INT64_MAX ? 31536000 : min_ttl / 1000) : 0);
 	const char *headers[] = {"X-Cache", xcache, "Cache-Control", cc, NULL};
-	enum MHD_Result ret = reply(conn, MHD_HTTP_OK, b.p, b.len, headers);
+	enum MHD_Result ret = reply(rq, MHD_HTTP_OK, b.p, b.len, headers);
 	free(b.p);
 	return ret;
 }
@@ -505,19 +540,23 @@ static int parse_update(const char *body, size_t len, struct db_update *u, json_
 	return 0;
 }
 
-static enum MHD_Result put_product(struct MHD_Connection *conn, int64_t id, struct request *rq)
+static enum MHD_Result put_product(struct request *rq, int64_t id)
 {
+	struct MHD_Connection *conn = rq->conn;
 	const char *ct =
 		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-	if (ct && strncasecmp(ct, "application/json", 16) != 0)
-		return fail_with(conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+	size_t ctlen = ct ? strcspn(ct, ";") : 0;
+	while (ctlen && (ct[ctlen - 1] == ' ' || ct[ctlen - 1] == '\t'))
+		ctlen--;
+	if (ct && (ctlen != 16 || strncasecmp(ct, "application/json", 16) != 0))
+		return fail_with(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
 				 "Content-Type must be application/json");
 	struct db_update u;
 	json_t *root = NULL;
 	char err[200];
 	if (parse_update(rq->body ? rq->body : "", rq->len, &u, &root, err, sizeof(err))) {
 		json_decref(root);
-		return fail_with(conn, MHD_HTTP_BAD_REQUEST, "%s", err);
+		return fail_with(rq, MHD_HTTP_BAD_REQUEST, "%s", err);
 	}
 	struct db_product *p = malloc(sizeof(*p));
 	int rc = p ? db_update(id, &u, p) : -1;
@@ -525,8 +564,8 @@ static enum MHD_Result put_product(struct MHD_Connection *conn, int64_t id, stru
 	if (rc) {
 		free(p);
 		if (rc > 0)
-			return fail_with(conn, MHD_HTTP_NOT_FOUND, "no product %" PRId64, id);
-		return fail_with(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+			return fail_with(rq, MHD_HTTP_NOT_FOUND, "no product %" PRId64, id);
+		return fail_with(rq, MHD_HTTP_SERVICE_UNAVAILABLE,
 				 "product %" PRId64 ": database error", id);
 	}
 
@@ -568,7 +607,7 @@ static enum MHD_Result put_product(struct MHD_Connection *conn, int64_t id, stru
 	char tag[HC_ETAG_BUFSZ];
 	hc_etag_format(etag, tag, sizeof(tag));
 	const char *headers[] = {"ETag", tag, "Cache-Control", "no-cache", NULL};
-	enum MHD_Result ret = reply(conn, MHD_HTTP_OK, body, len, headers);
+	enum MHD_Result ret = reply(rq, MHD_HTTP_OK, body, len, headers);
 	free(p);
 	return ret;
 }
@@ -576,7 +615,7 @@ static enum MHD_Result put_product(struct MHD_Connection *conn, int64_t id, stru
 /* ---------------------------------------------------------------------- */
 /* GET /stats                                                              */
 
-static enum MHD_Result get_stats(struct MHD_Connection *conn)
+static enum MHD_Result get_stats(struct request *rq)
 {
 	json_t *o = json_object(), *st = json_object(), *src = json_object(), *sql = json_object(),
 	       *byw = json_array();
@@ -614,7 +653,7 @@ static enum MHD_Result get_stats(struct MHD_Connection *conn)
 	if (!text)
 		return MHD_NO;
 	const char *headers[] = {"Cache-Control", "no-store", NULL};
-	enum MHD_Result ret = reply(conn, MHD_HTTP_OK, text, strlen(text), headers);
+	enum MHD_Result ret = reply(rq, MHD_HTTP_OK, text, strlen(text), headers);
 	free(text);
 	return ret;
 }
@@ -622,9 +661,9 @@ static enum MHD_Result get_stats(struct MHD_Connection *conn)
 /* ---------------------------------------------------------------------- */
 /* Routing                                                                 */
 
-static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *url, const char *method,
-				struct request *rq)
+static enum MHD_Result dispatch(struct request *rq)
 {
+	const char *url = rq->url, *method = rq->method;
 	int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
 	atomic_fetch_add(&sh->requests, 1);
 	atomic_fetch_add(&sh->by_worker[cfg->worker], 1);
@@ -632,31 +671,98 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *url, co
 	if (!strncmp(url, "/products/", 10)) {
 		int put = !strcmp(method, "PUT");
 		if (!get && !put)
-			return method_not_allowed(conn, "GET, HEAD, PUT");
+			return method_not_allowed(rq, "GET, HEAD, PUT");
 		int64_t id = parse_id(url + 10, strlen(url + 10));
 		if (id < 0)
-			return fail_with(conn, MHD_HTTP_BAD_REQUEST,
+			return fail_with(rq, MHD_HTTP_BAD_REQUEST,
 					 "'%.20s' is not a product id (1..2147483647)", url + 10);
-		return put ? put_product(conn, id, rq) : get_product(conn, id);
+		return put ? put_product(rq, id) : get_product(rq, id);
 	}
 	if (!strcmp(url, "/products"))
-		return get ? get_products(conn) : method_not_allowed(conn, "GET, HEAD");
+		return get ? get_products(rq) : method_not_allowed(rq, "GET, HEAD");
 	if (!strcmp(url, "/stats"))
-		return get ? get_stats(conn) : method_not_allowed(conn, "GET, HEAD");
+		return get ? get_stats(rq) : method_not_allowed(rq, "GET, HEAD");
 	if (!strcmp(url, "/healthz")) {
 		static const char ok[] = "{\"status\":\"ok\"}\n";
-		return get ? reply(conn, MHD_HTTP_OK, ok, sizeof(ok) - 1, NULL)
-			   : method_not_allowed(conn, "GET, HEAD");
+		return get ? reply(rq, MHD_HTTP_OK, ok, sizeof(ok) - 1, NULL)
+			   : method_not_allowed(rq, "GET, HEAD");
 	}
-	return fail_with(conn, MHD_HTTP_NOT_FOUND, "no such resource: %.60s", url);
+	return fail_with(rq, MHD_HTTP_NOT_FOUND, "no such resource: %.60s", url);
+}
+
+/* Queue the answer prepared in @rq (event thread only). */
+static enum MHD_Result answer(struct MHD_Connection *conn, struct request *rq)
+{
+	if (!rq->resp)
+		return MHD_NO;
+	enum MHD_Result ret = MHD_queue_response(conn, rq->status, rq->resp);
+	MHD_destroy_response(rq->resp);
+	rq->resp = NULL;
+	return ret;
+}
+
+static void *pool_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&pool.lock);
+	for (;;) {
+		while (!pool.head && !pool.stop)
+			pthread_cond_wait(&pool.cond, &pool.lock);
+		struct request *rq = pool.head;
+		if (!rq)
+			break; /* stopping, and the queue is drained */
+		pool.head = rq->next;
+		if (!pool.head)
+			pool.tail = NULL;
+		pool.len--;
+		pthread_mutex_unlock(&pool.lock);
+
+		if (dispatch(rq) != MHD_YES && rq->resp) {
+			MHD_destroy_response(rq->resp);
+			rq->resp = NULL; /* out of memory: the connection is closed */
+		}
+		atomic_store(&rq->done, true);
+		MHD_resume_connection(rq->conn);
+		pthread_mutex_lock(&pool.lock);
+	}
+	pthread_mutex_unlock(&pool.lock);
+	return NULL;
+}
+
+/* Hand @rq to the pool, its connection suspended; 503 when the queue is full. */
+static enum MHD_Result enqueue(struct MHD_Connection *conn, struct request *rq)
+{
+	pthread_mutex_lock(&pool.lock);
+	if (pool.len >= QUEUE_MAX || pool.stop) {
+		pthread_mutex_unlock(&pool.lock);
+		atomic_fetch_add(&sh->requests, 1);
+		static const char *const headers[] = {"Retry-After", "1", NULL};
+		static const char body[] = "{\"error\":\"overloaded, try again\"}\n";
+		reply(rq, MHD_HTTP_SERVICE_UNAVAILABLE, body, sizeof(body) - 1, headers);
+		return answer(conn, rq);
+	}
+	/* Suspended before the pool can see it, so the resume always follows. */
+	MHD_suspend_connection(conn);
+	rq->next = NULL;
+	if (pool.tail)
+		pool.tail->next = rq;
+	else
+		pool.head = rq;
+	pool.tail = rq;
+	pool.len++;
+	pthread_cond_signal(&pool.cond);
+	pthread_mutex_unlock(&pool.lock);
+	return MHD_YES;
 }
 
 /*
  * libmicrohttpd calls this with the headers (*con_cls NULL), then once per
- * piece of the body, then once more with *upload_data_size 0.  A body
- * announced too large is refused at once (libmicrohttpd then closes the
- * connection instead of reading it); one that turns out too large is read
- * up to BODY_DRAIN and refused at the end.
+ * piece of the body, then once more with *upload_data_size 0: then the
+ * request goes to the pool, and when the pool thread resumes the
+ * connection, once more to queue the answer.  A body announced too large
+ * is refused at once (libmicrohttpd then closes the connection instead of
+ * reading it); one that turns out too large is read up to BODY_DRAIN and
+ * refused at the end.
  */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
@@ -670,15 +776,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (!(rq = calloc(1, sizeof(*rq))))
 			return MHD_NO;
 		*con_cls = rq;
+		rq->conn = conn;
+		rq->url = url;
+		rq->method = method;
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && (strlen(cl) > 9 || strtoul(cl, NULL, 10) > BODY_MAX)) {
 			atomic_fetch_add(&sh->requests, 1);
-			return fail_with(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-					 "request body over %d bytes", BODY_MAX);
+			fail_with(rq, MHD_HTTP_CONTENT_TOO_LARGE, "request body over %d bytes",
+				  BODY_MAX);
+			return answer(conn, rq);
 		}
 		return MHD_YES;
 	}
+	if (atomic_load(&rq->done))
+		return answer(conn, rq);
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		if (rq->seen + n <= BODY_MAX) {
@@ -695,10 +807,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (rq->seen > BODY_MAX) {
 		atomic_fetch_add(&sh->requests, 1);
-		return fail_with(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body over %d bytes",
-				 BODY_MAX);
+		fail_with(rq, MHD_HTTP_CONTENT_TOO_LARGE, "request body over %d bytes", BODY_MAX);
+		return answer(conn, rq);
 	}
-	return dispatch(conn, url, method, rq);
+	return enqueue(conn, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -708,8 +820,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)cls;
 	(void)conn;
 	(void)toe;
-	if (rq)
+	if (rq) {
 		free(rq->body);
+		if (rq->resp)
+			MHD_destroy_response(rq->resp);
+	}
 	free(rq);
 	*con_cls = NULL;
 }
@@ -769,22 +884,35 @@ int api_worker(const struct api_config *c, int listen_fd, int ready_fd)
 						  .flags = HC_LOAD_BACKGROUND};
 	}
 
-	/*
-	 * A thread per connection: a request blocks its thread while it waits
-	 * for a load (single-flight) or the database, and must not hold up
-	 * other connections meanwhile.  Each thread takes a thread slot in the
-	 * segment, given back when the connection ends.
-	 */
+	/* Connections are file descriptors: let each worker have all it may. */
+	struct rlimit nofile;
+	unsigned conn_limit = 1000;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+		if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > 128)
+			conn_limit = nofile.rlim_cur > 65536 ? 65536 - 64
+							     : (unsigned)nofile.rlim_cur - 64;
+	}
+
+	pool.threads = calloc(c->threads, sizeof(*pool.threads));
+	for (pool.nthreads = 0; pool.threads && pool.nthreads < c->threads; pool.nthreads++)
+		if (pthread_create(&pool.threads[pool.nthreads], NULL, pool_main, NULL))
+			break;
+	if (pool.nthreads < c->threads) {
+		fprintf(stderr, "product-api: worker %u: started %u of %u threads\n", c->worker,
+			pool.nthreads, c->threads);
+		return 1;
+	}
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 			MHD_USE_ERROR_LOG,
 		0, NULL, NULL, on_request, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-		MHD_OPTION_CONNECTION_LIMIT, c->threads, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+		MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED,
 		on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "product-api: worker %u: libmicrohttpd did not start\n", c->worker);
-		hc_close(cache);
 		return 1;
 	}
 	if (write(ready_fd, "r", 1) != 1)
@@ -795,7 +923,19 @@ int api_worker(const struct api_config *c, int listen_fd, int ready_fd)
 	int sig = 0;
 	while (sigwait(&stop, &sig))
 		;
+	/* Stop accepting, let the pool finish what is queued (every suspended
+	 * connection is resumed), then close the connections. */
+	int lfd = MHD_quiesce_daemon(d);
+	if (lfd >= 0)
+		close(lfd);
+	pthread_mutex_lock(&pool.lock);
+	pool.stop = true;
+	pthread_cond_broadcast(&pool.cond);
+	pthread_mutex_unlock(&pool.lock);
+	for (unsigned i = 0; i < pool.nthreads; i++)
+		pthread_join(pool.threads[i], NULL);
 	MHD_stop_daemon(d);
+	free(pool.threads);
 	hc_close(cache);
 	return 0;
 }

@@ -36,8 +36,8 @@ static void usage(FILE *f)
 	      "  -l, --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:8080;\n"
 	      "                           port 0: any free port, printed)\n"
 	      "  -w, --workers N          worker processes, 1..64 (default: number of CPUs)\n"
-	      "  -t, --threads N          connections per worker, one thread each, 1..256\n"
-	      "                           (default 32)\n"
+	      "  -t, --threads N          request threads per worker, 1..256 (default 16);\n"
+	      "                           connections are not limited by it\n"
 	      "  -n, --name NAME          hostcache segment, created if absent (default\n"
 	      "                           $HOSTCACHE_NAME or product-api)\n"
 	      "      --cache-size SIZE    segment size when it is created, K/M/G suffix\n"
@@ -231,7 +231,7 @@ int main(int argc, char **argv)
 		.workers = ncpu < 1		    ? 1
 			   : ncpu > API_WORKERS_MAX ? API_WORKERS_MAX
 						    : (unsigned)ncpu,
-		.threads = 32,
+		.threads = 16,
 		.ttl_ms = 60000,
 		.stale_ms = 30000,
 		.error_ms = 300000,
