@@ -36,6 +36,7 @@
 #include <langinfo.h>
 #include <limits.h>
 #include <locale.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1084,6 +1085,18 @@ static bool on_key(struct top *t, int ch)
 	return true;
 }
 
+/*
+ * getch() answers ERR both when its timeout passes and when the terminal is
+ * gone (a closed tmux pane or ssh session: read() fails with EIO at once),
+ * and the SIGHUP of a hangup goes to the session leader, not necessarily to
+ * us.  Without this check the loop would spin on ERR.
+ */
+static bool terminal_gone(void)
+{
+	struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
 static int run_screen(struct top *t)
 {
 	int rc = 0;
@@ -1115,8 +1128,11 @@ static int run_screen(struct top *t)
 		uint64_t wait = next > now ? next - now : 0;
 		timeout(wait < KEY_WAIT_MAX_MS ? (int)wait : KEY_WAIT_MAX_MS);
 		int ch = getch();
-		if (ch == ERR)
+		if (ch == ERR) {
+			if (terminal_gone())
+				break;
 			continue;
+		}
 		dirty = true;
 		if (!on_key(t, ch))
 			break;

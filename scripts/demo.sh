@@ -78,13 +78,13 @@ stop_all() {
 	pids=()
 }
 cleanup() {
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM HUP
 	stop_all
 	for s in "${segs[@]}"; do "$shmtool" -n "$s" destroy >/dev/null 2>&1 || true; done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
 # Wait until FILE exists and is not empty (a port file), at most 30 s.
 wait_file() {

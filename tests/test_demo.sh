@@ -7,7 +7,9 @@
 #      left, no segment, no temp directory;
 #   2. interactive, in a private tmux server: hostcache-top comes up on the
 #      demo's segment, 'q' ends the demo with status 0, and again nothing is
-#      left behind.
+#      left behind;
+#   3. the same, but the terminal goes away (the tmux server is killed, as a
+#      closed ssh session or window would): the demo still cleans up.
 #
 #   test_demo.sh BUILD_ROOT SOURCE_ROOT
 set -uo pipefail
@@ -78,25 +80,33 @@ grep -q 'failed its check' <<<"$out" && fail "a segment failed shmtool check"
 check_clean "$sid" "$sid"
 echo "ok - demo --seconds 6 --hosts 2: exit 0, both loads clean, L1/L2 hits, nothing left"
 
+# Start the demo in a new private tmux server; sets sid (the pane's session)
+# and demo_pid (from the segment name hostcache-top shows).
+start_in_tmux() {
+	rm -f "$work/status"
+	tmux -L "$tsock" -f /dev/null new-session -d -x 120 -y 40 \
+		"echo \$\$ >>'$work/sid'; '$demo' --connections 4 2>'$work/err'; echo \$? >'$work/status'" ||
+		fail "tmux did not start"
+	local lines=$1
+	sid=""
+	for _ in $(seq 100); do
+		[ "$(wc -l <"$work/sid")" -ge "$lines" ] && sid=$(tail -1 "$work/sid") && break
+		sleep 0.1
+	done
+	[ -n "$sid" ] || fail "the interactive demo did not start"
+	screen=""
+	for _ in $(seq 300); do
+		screen=$(tmux -L "$tsock" capture-pane -p 2>/dev/null)
+		grep -q "^hostcache-top  demo-[0-9]*-1" <<<"$screen" &&
+			grep -Eq 'L1 shm +[0-9.]+k?' <<<"$screen" && break
+		sleep 0.1
+	done
+	grep -q "^hostcache-top  demo-[0-9]*-1" <<<"$screen" || fail "hostcache-top did not come up: $screen"
+	demo_pid=$(sed -n 's/^hostcache-top  demo-\([0-9]*\)-1 .*/\1/p' <<<"$screen")
+}
+
 # 2. Interactive: hostcache-top in tmux, quit with q.
-tmux -L "$tsock" -f /dev/null new-session -d -x 120 -y 40 \
-	"echo \$\$ >>'$work/sid'; '$demo' --connections 4 2>'$work/err'; echo \$? >'$work/status'" ||
-	fail "tmux did not start"
-sid=""
-for _ in $(seq 100); do
-	[ "$(wc -l <"$work/sid")" -ge 2 ] && sid=$(tail -1 "$work/sid") && break
-	sleep 0.1
-done
-[ -n "$sid" ] || fail "the interactive demo did not start"
-screen=""
-for _ in $(seq 300); do
-	screen=$(tmux -L "$tsock" capture-pane -p 2>/dev/null)
-	grep -q "^hostcache-top  demo-[0-9]*-1" <<<"$screen" && grep -Eq 'L1 shm +[0-9.]+k?' <<<"$screen" &&
-		break
-	sleep 0.1
-done
-grep -q "^hostcache-top  demo-[0-9]*-1" <<<"$screen" || fail "hostcache-top did not come up: $screen"
-demo_pid=$(sed -n 's/^hostcache-top  demo-\([0-9]*\)-1 .*/\1/p' <<<"$screen")
+start_in_tmux 2
 sleep 1.5 # let a sample with requests arrive
 screen=$(tmux -L "$tsock" capture-pane -p)
 grep -Eq 'L1 shm +[1-9]' <<<"$screen" || fail "hostcache-top shows no L1 traffic: $screen"
@@ -109,3 +119,10 @@ st=$(cat "$work/status" 2>/dev/null)
 [ "$st" = 0 ] || fail "after q the demo did not exit 0 (status '$st'; stderr: $(cat "$work/err"))"
 check_clean "$sid" "$demo_pid"
 echo "ok - interactive demo: hostcache-top on the segment, q stops everything, nothing left"
+
+# 3. The terminal goes away under hostcache-top.
+tmux -L "$tsock" kill-server 2>/dev/null
+start_in_tmux 3
+tmux -L "$tsock" kill-server
+check_clean "$sid" "$demo_pid"
+echo "ok - terminal closed under the demo: every process stopped, nothing left"
