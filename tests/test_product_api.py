@@ -7,6 +7,8 @@ share one private redis-server and one SQLite file.
           four request threads each, so 32 concurrent requests queue;
           --db-delay-ms 50 so concurrent requests overlap)
   host B: segment B + hostcache-agent B + product-api (2 workers, -t 8)
+  host C: segment C, no agent, product-api (2 workers, -t 8, --ttl-ms 400
+          --stale-ms 20000 --db-delay-ms 50): short TTLs for check 10
 
 Checks (each prints "ok - ..."; the first failure prints "FAIL: ..." and
 the test exits 1):
@@ -22,7 +24,12 @@ the test exits 1):
   8. 4xx on bad input (ids, bodies, content type, method, path, size),
      negative caching of unknown ids, garbage and truncated requests on raw
      sockets; no worker restarted, every process alive
-  9. SIGTERM: product-api and the agents exit 0; both segments pass
+  10. (run before 9) on host C: stale-while-revalidate (a GET past the
+     TTL answers X-Cache STALE at once, with the old body and max-age=0,
+     stale-while-revalidate=...; one background SQL query later it is an L1
+     hit with Age 0), 16 concurrent GETs of a stale product cost exactly one
+     refresh, Cache-Control and ETag/304 of a fresh hit
+  9. SIGTERM: product-api and the agents exit 0; the three segments pass
      "shmtool check"
 
 Usage: test_product_api.py PRODUCT-API HOSTCACHE-AGENT SHMTOOL
@@ -243,7 +250,7 @@ class World:
         poll(pong, 5, "redis-server to answer PING")
         return p
 
-    def start_api(self, host, segment, workers, threads):
+    def start_api(self, host, segment, workers, threads, ttl_ms=600000, stale_ms=30000):
         self.segments.append(segment)
         port_file = os.path.join(self.dir, "port-" + host)
         name = "api-" + host
@@ -251,7 +258,7 @@ class World:
                               "-w", str(workers), "-t", str(threads), "-n", segment,
                               "--cache-size", "32M", "--db", self.db, "--rows", str(ROWS),
                               "--db-delay-ms", "50", "--host", host,
-                              "--ttl-ms", "600000", "--stale-ms", "30000",
+                              "--ttl-ms", str(ttl_ms), "--stale-ms", str(stale_ms),
                               "--negative-ttl-ms", "60000"])
 
         def port():
@@ -743,6 +750,161 @@ def check_bad_input(A, B, world, api_procs):
        "(and the same worker pids) alive")
 
 
+C_TTL_MS = 400      # host C's --ttl-ms (jittered: 360..400 ms)
+C_STALE_MS = 20000  # host C's --stale-ms
+
+
+def cache_control(r, what):
+    """The directives of r's Cache-Control: {"public": None, "max-age": 0, ...}."""
+    cc = r.h("Cache-Control")
+    check(cc, "%s: no Cache-Control header: %r" % (what, r))
+    d = {}
+    for part in cc.split(","):
+        name, sep, val = part.strip().partition("=")
+        try:
+            d[name.lower()] = int(val) if sep else None
+        except ValueError:
+            raise Fail("%s: Cache-Control %r: %s is not a number" % (what, cc, name))
+    return d
+
+
+def entry_meta(world, seg, key):
+    """ttl_left_ms of @key in segment @seg (shmtool get --meta --stale), or None if absent."""
+    r = world.shm(seg, "get", "--meta", "--stale", key)
+    if r.returncode != 0:
+        return None
+    m = re.search(rb"ttl_left_ms: (-?\d+)", r.stdout)
+    check(m, "shmtool get --meta %s: no ttl_left_ms in %r" % (key, r.stdout[-300:]))
+    return int(m.group(1))
+
+
+def wait_stale(world, seg, key, since, what):
+    """Wait (without touching @key over HTTP) until 500 ms after @since and until
+    the segment says @key is past its TTL; return the ttl_left_ms seen."""
+    def stale():
+        if time.monotonic() - since < 0.5:
+            return None
+        left = entry_meta(world, seg, key)
+        check(left is not None, "%s: %s is not in segment %s" % (what, key, seg))
+        return (left,) if left < 0 else None
+    return poll(stale, 3, "%s: %s past its %d ms TTL" % (what, key, C_TTL_MS))[0]
+
+
+def check_swr(C, world, seg):
+    # a. One stale read: answered at once from the old value, one refresh behind it.
+    pid = 700
+    key = "product:%d" % pid
+    path = "/products/%d" % pid
+    s0 = sql(C)["single"]
+    first = get(C, path)
+    t_first = time.monotonic()
+    check(first.status == 200 and first.h("X-Cache") == "ORIGIN",
+          "10a: first GET %s on C: %r, want 200 X-Cache ORIGIN" % (path, first))
+    check(first.json()["id"] == pid, "10a: GET %s returned %r" % (path, first.body[:80]))
+    s1 = sql(C)["single"]
+    check(s1 == s0 + 1, "10a: first GET of %d on C: sql.single +%d, want +1" % (pid, s1 - s0))
+    # No GET of the key until it is stale: a fresh hit could refresh early (XFetch).
+    left = wait_stale(world, seg, key, t_first, "10a")
+    base = sql(C)["single"]
+    check(base == s1, "10a: sql.single %d -> %d while nobody asked for product %d"
+          % (s1, base, pid))
+    t = time.monotonic()
+    st = get(C, path)
+    t_stale = time.monotonic()
+    stale_ms = (t_stale - t) * 1000
+    check(st.status == 200 and st.h("X-Cache") == "STALE",
+          "10a: GET %s %.0f ms after the first (TTL left %d ms): %r, want 200 X-Cache STALE"
+          % (path, (t - t_first) * 1000, left, st))
+    check(stale_ms < 40, "10a: the STALE answer took %.1f ms, want < 40 (the database takes "
+          "50): the refresh was not in the background" % stale_ms)
+    check(st.body == first.body and st.h("ETag") == first.h("ETag"),
+          "10a: the STALE answer differs from the first (ETag %s, then %s)"
+          % (first.h("ETag"), st.h("ETag")))
+    cc = cache_control(st, "10a: STALE answer")
+    check(cc.get("max-age") == 0 and (cc.get("stale-while-revalidate") or 0) > 0,
+          "10a: STALE answer: Cache-Control %r, want max-age=0 and stale-while-revalidate > 0"
+          % st.h("Cache-Control"))
+    check(cc["stale-while-revalidate"] <= C_STALE_MS // 1000,
+          "10a: STALE answer: Cache-Control %r: stale-while-revalidate over --stale-ms %d"
+          % (st.h("Cache-Control"), C_STALE_MS))
+    after = poll(lambda: (lambda n: n if n > base else None)(sql(C)["single"]), 2,
+                 "10a: the background refresh of %d (C's sql.single past %d)" % (pid, base))
+    t_refresh = time.monotonic()
+    refresh_ms = (t_refresh - t_stale) * 1000
+    check(after == base + 1, "10a: one STALE answer: sql.single +%d, want +1" % (after - base))
+    # sql.single counts before the value is stored: wait for the segment to have it.
+    poll(lambda: (entry_meta(world, seg, key) or -1) > 0, 2,
+         "10a: the refreshed %s to be fresh in segment %s" % (key, seg))
+    l1 = get(C, path)
+    check(l1.status == 200 and l1.h("X-Cache") == "L1" and l1.h("Age") in ("0", "1"),
+          "10a: GET %s after the refresh: %r Age %r, want 200 X-Cache L1, Age 0 or 1"
+          % (path, l1, l1.h("Age")))
+    check(l1.body == first.body and l1.h("ETag") == first.h("ETag"),
+          "10a: the refreshed value differs from the first")
+    ok("10a: C (TTL %d ms): product %d stale %.0f ms after ORIGIN: X-Cache STALE in %.1f ms, "
+       "same body, Cache-Control %s; the background refresh ran one SQL query (seen %.0f ms "
+       "later); then X-Cache L1, Age %s"
+       % (C_TTL_MS, pid, (t - t_first) * 1000, stale_ms, st.h("Cache-Control"), refresh_ms,
+          l1.h("Age")))
+
+    # b. Many readers of a stale key: one refresh between them.
+    left = wait_stale(world, seg, key, t_refresh, "10b")
+    base = sql(C)["single"]
+    results, took = concurrent_gets(C, path, 16)
+    srcs = {}
+    for r in results:
+        check(r.status == 200 and r.h("X-Cache") in ("STALE", "L1"),
+              "10b: concurrent GET of stale %s: %r, want 200 STALE or L1" % (path, r))
+        check(r.body == first.body, "10b: concurrent GET of %s: another body" % path)
+        srcs[r.h("X-Cache")] = srcs.get(r.h("X-Cache"), 0) + 1
+    check(srcs.get("STALE", 0) >= 1, "10b: 16 GETs of stale %s, none X-Cache STALE (%s)"
+          % (path, srcs))
+    after = poll(lambda: (lambda n: n if n > base else None)(sql(C)["single"]), 2,
+                 "10b: the background refresh of %d (C's sql.single past %d)" % (pid, base))
+    check(after == base + 1, "10b: 16 concurrent GETs of stale %s: sql.single +%d, want +1"
+          % (path, after - base))
+    time.sleep(0.2)
+    later = sql(C)["single"]
+    check(later == base + 1, "10b: 200 ms after the refresh: sql.single +%d, want +1"
+          % (later - base))
+    ok("10b: 16 concurrent GETs of stale product %d in %.0f ms (X-Cache %s): sql.single +1, "
+       "still +1 200 ms later" % (pid, took * 1000,
+                                  " ".join("%s=%d" % kv for kv in sorted(srcs.items()))))
+
+    # c. Cache-Control and ETag of a fresh hit.
+    pid = 701
+    path = "/products/%d" % pid
+    o = get(C, path)
+    check(o.status == 200 and o.h("X-Cache") == "ORIGIN",
+          "10c: first GET %s on C: %r, want 200 ORIGIN" % (path, o))
+    h = get(C, path)
+    check(h.status == 200 and h.h("X-Cache") == "L1",
+          "10c: second GET %s on C at once: %r, want 200 X-Cache L1" % (path, h))
+    cc = cache_control(h, "10c: fresh hit")
+    check("public" in cc and cc.get("max-age") is not None and
+          0 <= cc["max-age"] <= (C_TTL_MS + 999) // 1000,
+          "10c: fresh hit: Cache-Control %r, want public, max-age 0..1" % h.h("Cache-Control"))
+    check(cc.get("stale-while-revalidate") in (C_STALE_MS // 1000 - 1, C_STALE_MS // 1000),
+          "10c: fresh hit: Cache-Control %r, want stale-while-revalidate=%d (or %d)"
+          % (h.h("Cache-Control"), C_STALE_MS // 1000, C_STALE_MS // 1000 - 1))
+    check(cc.get("stale-if-error") == 300,
+          "10c: fresh hit: Cache-Control %r, want stale-if-error=300 (--error-ms default)"
+          % h.h("Cache-Control"))
+    etag = h.h("ETag")
+    check(etag and etag == o.h("ETag"), "10c: fresh hit ETag %r, ORIGIN's %r" % (etag, o.h("ETag")))
+    nm = get(C, path, {"If-None-Match": etag})
+    check(nm.status == 304 and nm.body == b"" and nm.h("ETag") == etag,
+          "10c: If-None-Match: %s -> %r ETag %r, want 304, no body, the same ETag"
+          % (etag, nm, nm.h("ETag")))
+
+    s = stats(C)
+    check(s["restarts"] == 0 and s["status"]["5xx"] == 0 and s["sql"]["errors"] == 0,
+          "10: host C: restarts %d, %d 5xx, %d SQL errors, want none"
+          % (s["restarts"], s["status"]["5xx"], s["sql"]["errors"]))
+    ok("10c: fresh hit of %d on C: Cache-Control %s, ETag %s; If-None-Match with it -> 304; "
+       "C: no restarts, no 5xx" % (pid, h.h("Cache-Control"), etag))
+
+
 def check_shutdown(world, apis, agents, segments):
     for name, p in apis + agents:
         t = time.monotonic()
@@ -780,7 +942,7 @@ def main():
 
     world = World(*sys.argv[1:4])
     tag = "pt%d" % os.getpid()
-    seg_a, seg_b = tag + "A", tag + "B"
+    seg_a, seg_b, seg_c = tag + "A", tag + "B", tag + "C"
     try:
         world.start_redis()
         # -t is request threads per worker; connections are not limited by
@@ -789,9 +951,12 @@ def main():
         agent_a = world.start_agent("A", seg_a)
         api_b, B = world.start_api("B", seg_b, 2, 8)
         agent_b = world.start_agent("B", seg_b)
-        note("redis-server on %s; host A on port %d, host B on port %d; ready in %.2f s"
-             % (world.sock, A, B, time.monotonic() - T0))
-        api_procs = [("api-A", api_a, children(api_a.pid)), ("api-B", api_b, children(api_b.pid))]
+        # Host C: no agent, TTLs short enough to watch them pass (check 10).
+        api_c, C = world.start_api("C", seg_c, 2, 8, ttl_ms=C_TTL_MS, stale_ms=C_STALE_MS)
+        note("redis-server on %s; host A on port %d, host B on port %d, host C on port %d; "
+             "ready in %.2f s" % (world.sock, A, B, C, time.monotonic() - T0))
+        api_procs = [("api-A", api_a, children(api_a.pid)), ("api-B", api_b, children(api_b.pid)),
+                     ("api-C", api_c, children(api_c.pid))]
         for name, _, w in api_procs:
             check(w is None or len(w) == 2, "%s has workers %s, want 2" % (name, w))
 
@@ -803,8 +968,9 @@ def main():
         latency = check_invalidation(A, B, world.sock)
         check_batch(A)
         check_bad_input(A, B, world, api_procs)
-        check_shutdown(world, [("api-A", api_a), ("api-B", api_b)],
-                       [("agent-A", agent_a), ("agent-B", agent_b)], [seg_a, seg_b])
+        check_swr(C, world, seg_c)
+        check_shutdown(world, [("api-A", api_a), ("api-B", api_b), ("api-C", api_c)],
+                       [("agent-A", agent_a), ("agent-B", agent_b)], [seg_a, seg_b, seg_c])
         print("test_product_api: all checks passed in %.1f s (invalidation A->B %.1f ms)"
               % (time.monotonic() - T0, latency), flush=True)
         return 0
