@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hostcache.h"
+#include "internal.h"
 
 #define ETAG_HEX 12			   /* hex digits of a formatted ETag */
 #define ETAG_MASK UINT64_C(0xffffffffffff) /* the 48 bits an ETag carries */
@@ -23,6 +24,11 @@
  * header promises, whatever the metadata holds.
  */
 #define CC_DELTA_MAX INT64_C(2147483648)
+
+uint64_t hc_etag_of(const void *val, size_t len)
+{
+	return HC_ETAG_HASH(hc_hash64(val, len, HC_SEED_VALUE) & ~UINT64_C(0xffff));
+}
 
 int hc_etag_format(uint64_t etag, char *buf, size_t cap)
 {

@@ -588,6 +588,14 @@ void hc_agent_state(struct hc_cache *c, enum hc_redis_state st);
 int hc_etag_format(uint64_t etag, char *buf, size_t cap);
 
 /*
+ * hc_etag_of - the ETag (hc_meta.etag) that hostcache gives a value with
+ * these @len bytes, without storing it: for answers that do not come from
+ * the cache (the new row a PUT answers with, a mode without the cache), so
+ * that they carry the ETag later cached answers of the same content carry.
+ */
+uint64_t hc_etag_of(const void *val, size_t len);
+
+/*
  * hc_etag_match - does an If-None-Match header value (@hdr, @len bytes)
  * match @etag?  Uses the weak comparison that RFC 9110 prescribes for
  * If-None-Match: a W/ prefix is ignored; "*" matches any current entry; a

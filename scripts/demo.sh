@@ -66,6 +66,7 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hostcache-demo.XXXXXX")
 pids=()  # every process started, stopped in reverse order
+loads=() # the load generators
 segs=()
 stop_all() {
 	local i
@@ -86,9 +87,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# Wait until FILE exists and is not empty (a port file), at most 30 s.
+# Wait until FILE ($1) is written (a port file) while process $4 runs, at
+# most 30 s; else show the log ($3) of what ($2) did not start.
 wait_file() {
-	for _ in $(seq 300); do [ -s "$1" ] && return 0; sleep 0.1; done
+	for _ in $(seq 300); do
+		[ -s "$1" ] && return 0
+		kill -0 "$4" 2>/dev/null || break
+		sleep 0.1
+	done
 	echo "demo: $2 did not start; its log:" >&2
 	cat "$3" >&2
 	exit 1
@@ -115,7 +121,7 @@ for ((h = 1; h <= hosts; h++)); do
 	"$api_bin" "${api_args[@]}" -n "$seg" --host "host$h" --port-file "$tmp/api$h.port" \
 		>"$tmp/api$h.log" 2>&1 &
 	pids+=($!)
-	wait_file "$tmp/api$h.port" "product-api (host $h)" "$tmp/api$h.log"
+	wait_file "$tmp/api$h.port" "product-api (host $h)" "$tmp/api$h.log" "${pids[-1]}"
 	port[h]=$(cat "$tmp/api$h.port")
 	dash[h]=""
 	if [ -z "$nocache" ]; then
@@ -140,11 +146,12 @@ for ((h = 1; h <= hosts; h++)); do
 		-k 100000 -s 0.99 -w "$writes" -b 5 --batch-size 10 --inm 20 --seed "$h" \
 		>"$tmp/load$h.out" 2>&1 &
 	pids+=($!)
+	loads+=($!)
 done
 started=$SECONDS
 
 echo "hostcache demo: $hosts host(s), temp dir $tmp"
-head -2 "$tmp/api1.log" | sed 's/^/  /'
+grep -E '^product-api: (http|database delay)' "$tmp/api1.log" | sed 's/^/  /'
 for ((h = 1; h <= hosts; h++)); do
 	echo "  host $h: API http://127.0.0.1:${port[h]}   dashboard ${dash[h]:-(none: --no-cache)}   segment ${segs[h-1]}"
 done
@@ -157,10 +164,16 @@ echo
 if [ "$secs" -eq 0 ]; then
 	echo "Starting hostcache-top in 3 s (q quits and stops everything)."
 	sleep 3
-	"$top_bin" -n "${segs[0]}" || true
+	# In the background, so a signal to this script is handled at once
+	# (bash runs traps only between foreground commands); its input is the
+	# terminal, which a background job would otherwise not get.
+	"$top_bin" -n "${segs[0]}" <&0 &
+	top_pid=$!
+	pids+=("$top_pid")
+	wait "$top_pid" || true
 	# Stop the load generators first, so they print their summaries.
-	for ((i = ${#pids[@]} - hosts; i < ${#pids[@]}; i++)); do kill -INT "${pids[i]}" 2>/dev/null || true; done
-	for ((i = ${#pids[@]} - hosts; i < ${#pids[@]}; i++)); do wait "${pids[i]}" 2>/dev/null || true; done
+	for p in "${loads[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+	for p in "${loads[@]}"; do wait "$p" 2>/dev/null || true; done
 else
 	# Progress every 5 s; /stats of every host when the warm-up ends and
 	# just before the load does, for the summary.
@@ -185,7 +198,7 @@ PY
 	done
 	[ -z "$nocache" ] && "$top_bin" -n "${segs[0]}" --once -i 500 || true
 	for ((h = 1; h <= hosts; h++)); do stats "$h" "$tmp/end$h.json"; done
-	for ((i = ${#pids[@]} - hosts; i < ${#pids[@]}; i++)); do wait "${pids[i]}" || true; done
+	for p in "${loads[@]}"; do wait "$p" || true; done
 fi
 for ((h = 1; h <= hosts; h++)); do
 	echo

@@ -46,7 +46,7 @@ session_procs() { ps -e -o sid=,pid=,args= | awk -v s="$1" '$1 == s'; }
 # Nothing of the demo with session $1 and shell pid $2 may remain.
 check_clean() {
 	local left
-	for _ in $(seq 50); do
+	for _ in $(seq 150); do
 		left=$(session_procs "$1")
 		[ -z "$left" ] && break
 		sleep 0.1

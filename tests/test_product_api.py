@@ -250,14 +250,15 @@ class World:
         poll(pong, 5, "redis-server to answer PING")
         return p
 
-    def start_api(self, host, segment, workers, threads, ttl_ms=600000, stale_ms=30000):
+    def start_api(self, host, segment, workers, threads, ttl_ms=600000, stale_ms=30000,
+                  delay_ms=50):
         self.segments.append(segment)
         port_file = os.path.join(self.dir, "port-" + host)
         name = "api-" + host
         p = self.start(name, [self.api, "-l", "127.0.0.1:0", "--port-file", port_file,
                               "-w", str(workers), "-t", str(threads), "-n", segment,
                               "--cache-size", "32M", "--db", self.db, "--rows", str(ROWS),
-                              "--db-delay-ms", "50", "--host", host,
+                              "--db-delay-ms", str(delay_ms), "--host", host,
                               "--ttl-ms", str(ttl_ms), "--stale-ms", str(stale_ms),
                               "--negative-ttl-ms", "60000"])
 
@@ -720,6 +721,8 @@ def check_bad_input(A, B, world, api_procs):
 
     # Idle and half-sent connections, many more than request threads, must
     # not keep other clients waiting.
+    for i in range(1, 21):
+        get(A, "/products/%d" % i)  # cached first: the bound below is not the database's
     idle = [socket.create_connection(("127.0.0.1", A)) for _ in range(100)]
     try:
         for s in idle[:50]:
@@ -727,7 +730,7 @@ def check_bad_input(A, B, world, api_procs):
         t0 = time.monotonic()
         codes = [get(A, "/products/%d" % i).status for i in range(1, 21)]
         took = time.monotonic() - t0
-        check(codes == [200] * 20 and took < 3,
+        check(codes == [200] * 20 and took < 10,
               "with 100 idle connections: statuses %s in %.2f s" % (sorted(set(codes)), took))
     finally:
         for s in idle:
@@ -752,6 +755,7 @@ def check_bad_input(A, B, world, api_procs):
 
 C_TTL_MS = 400      # host C's --ttl-ms (jittered: 360..400 ms)
 C_STALE_MS = 20000  # host C's --stale-ms
+C_DELAY_MS = 200   # host C's --db-delay-ms: a STALE answer must come in well under it
 
 
 def cache_control(r, what):
@@ -815,8 +819,9 @@ def check_swr(C, world, seg):
     check(st.status == 200 and st.h("X-Cache") == "STALE",
           "10a: GET %s %.0f ms after the first (TTL left %d ms): %r, want 200 X-Cache STALE"
           % (path, (t - t_first) * 1000, left, st))
-    check(stale_ms < 40, "10a: the STALE answer took %.1f ms, want < 40 (the database takes "
-          "50): the refresh was not in the background" % stale_ms)
+    check(stale_ms < C_DELAY_MS / 2, "10a: the STALE answer took %.1f ms, want < %d (the "
+          "database takes %d): the refresh was not in the background"
+          % (stale_ms, C_DELAY_MS / 2, C_DELAY_MS))
     check(st.body == first.body and st.h("ETag") == first.h("ETag"),
           "10a: the STALE answer differs from the first (ETag %s, then %s)"
           % (first.h("ETag"), st.h("ETag")))
@@ -952,7 +957,8 @@ def main():
         api_b, B = world.start_api("B", seg_b, 2, 8)
         agent_b = world.start_agent("B", seg_b)
         # Host C: no agent, TTLs short enough to watch them pass (check 10).
-        api_c, C = world.start_api("C", seg_c, 2, 8, ttl_ms=C_TTL_MS, stale_ms=C_STALE_MS)
+        api_c, C = world.start_api("C", seg_c, 2, 8, ttl_ms=C_TTL_MS, stale_ms=C_STALE_MS,
+                                   delay_ms=C_DELAY_MS)
         note("redis-server on %s; host A on port %d, host B on port %d, host C on port %d; "
              "ready in %.2f s" % (world.sock, A, B, C, time.monotonic() - T0))
         api_procs = [("api-A", api_a, children(api_a.pid)), ("api-B", api_b, children(api_b.pid)),

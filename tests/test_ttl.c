@@ -113,6 +113,8 @@ static void test_negative_and_etag(struct hc_cache *c)
 	CHECK_RC(hc_get_ex(c, "etag:a", 6, buf, sizeof(buf), &n, &m2, 0), 0);
 	CHECK(m.etag != m2.etag);
 	CHECK(m.etag == (hc_hash64("same", 4, UINT64_C(0x13198a2e03707344)) >> 16));
+	CHECK(hc_etag_of("same", 4) == m.etag && hc_etag_of("diff", 4) == m2.etag);
+	CHECK(hc_etag_of("", 0) != hc_etag_of("same", 4));
 }
 
 static void test_background_expiry(struct hc_cache *c)

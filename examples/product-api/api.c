@@ -67,6 +67,7 @@ struct request {
 	unsigned status; /* the answer: status and response */
 	struct MHD_Response *resp;
 	atomic_bool done;     /* set by the pool thread before it resumes */
+	bool queued;	      /* counted in pool.inflight until completed */
 	struct request *next; /* in the queue */
 };
 
@@ -87,6 +88,7 @@ static struct {
 	bool stop;
 	pthread_t *threads;
 	unsigned nthreads;
+	atomic_uint inflight; /* queued, running, or answer not yet sent */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* ---------------------------------------------------------------------- */
@@ -114,15 +116,6 @@ static size_t product_key(char *key, int64_t id)
 static int64_t key_id(const void *key, size_t klen)
 {
 	return klen > 8 ? parse_id((const char *)key + 8, klen - 8) : -1;
-}
-
-/* The ETag of a body served without the cache: the same 48-bit width. */
-static uint64_t body_etag(const char *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 0x100000001b3u;
-	return h & 0xffffffffffffu;
 }
 
 /* A per-thread buffer for @n product values (batch requests). */
@@ -292,7 +285,7 @@ static enum MHD_Result get_product(struct request *rq, int64_t id)
 		rc = rc ? HC_E_NOTFOUND : 0;
 		body = p->json;
 		len = p->len;
-		meta.etag = body_etag(body, len);
+		meta.etag = hc_etag_of(body, len);
 	}
 	atomic_fetch_add(&sh->source[src], 1);
 
@@ -314,9 +307,8 @@ static enum MHD_Result get_product(struct request *rq, int64_t id)
 		 * each for what it is.
 		 */
 		struct hc_meta m = meta;
-		int64_t fresh = m.ttl_left_ms > 0 ? m.ttl_left_ms : 0;
-		if (m.stale_left_ms > fresh + (int64_t)cfg->stale_ms)
-			m.stale_left_ms = fresh + (int64_t)cfg->stale_ms;
+		if (m.ttl_left_ms != INT64_MAX && m.stale_left_ms > m.ttl_left_ms + cfg->stale_ms)
+			m.stale_left_ms = m.ttl_left_ms + cfg->stale_ms;
 		int n = snprintf(cc, sizeof(cc), "public, ");
 		n += hc_cache_control(&m, cc + n, sizeof(cc) - (size_t)n);
 		if (cfg->error_ms >= 1000 && n > 8)
@@ -331,6 +323,7 @@ static enum MHD_Result get_product(struct request *rq, int64_t id)
 		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 	enum MHD_Result ret;
 	if (inm && hc_etag_match(inm, strlen(inm), meta.etag) == 1)
+		/* libmicrohttpd 0.9.75 adds "Content-Length: 0" (README, limits). */
 		ret = reply(rq, MHD_HTTP_NOT_MODIFIED, "", 0, headers);
 	else
 		ret = reply(rq, MHD_HTTP_OK, body, len, headers);
@@ -540,6 +533,50 @@ static int parse_update(const char *body, size_t len, struct db_update *u, json_
 	return 0;
 }
 
+/* The "version" of a product's JSON, or -1. */
+static long long json_version(const char *json, size_t len)
+{
+	static const char field[] = "\"version\":";
+	const char *v = memmem(json, len, field, sizeof(field) - 1);
+	return v ? strtoll(v + sizeof(field) - 1, NULL, 10) : -1;
+}
+
+/*
+ * After a PUT committed row @p: invalidate (this host's L1, then through
+ * the agent a DEL in Redis and an event every other host's agent applies),
+ * then store the new row here and in Redis.  The agent takes both from the
+ * ring in this order, so Redis ends with the new row, and another host that
+ * reloads meanwhile reads the database, which already has it.
+ *
+ * Two PUTs of one product on this host may finish in the other order than
+ * they committed: a PUT that finds a newer version in L1 leaves the cache
+ * to the PUT that stored it (which invalidated everywhere before).  What
+ * stays open is documented in the README: two hosts' PUTs of one product
+ * at once can leave the older row in Redis, and a load that read the row
+ * before the UPDATE can store it after; both last until the TTL.
+ */
+static void cache_put(int64_t id, const struct db_product *p)
+{
+	static __thread char buf[DB_JSON_MAX];
+	char key[KEY_MAX];
+	size_t klen = product_key(key, id), vlen;
+	if (hc_get_ex(cache, key, klen, buf, sizeof(buf), &vlen, NULL, HC_GET_STALE) == 0 &&
+	    json_version(buf, vlen) > json_version(p->json, p->len))
+		return;
+	int irc = hc_invalidate(cache, key, klen);
+	/* The stale window a load gives an entry: room for stale-if-error. */
+	struct hc_set_opts so = {.ttl_ms = cfg->ttl_ms,
+				 .stale_ms = cfg->stale_ms > cfg->error_ms ? cfg->stale_ms
+									   : cfg->error_ms,
+				 .flags = HC_SET_WRITE_THROUGH};
+	int src = hc_set_ex(cache, key, klen, p->json, p->len, &so);
+	if (irc == HC_E_AGAIN || src == HC_E_AGAIN)
+		atomic_fetch_add(&sh->undelivered, 1);
+	else if ((irc && irc != HC_E_NOTFOUND) || src)
+		fprintf(stderr, "product-api: worker %u: caching product %" PRId64 ": %s\n",
+			cfg->worker, id, hc_strerror(irc ? irc : src));
+}
+
 static enum MHD_Result put_product(struct request *rq, int64_t id)
 {
 	struct MHD_Connection *conn = rq->conn;
@@ -569,45 +606,12 @@ static enum MHD_Result put_product(struct request *rq, int64_t id)
 				 "product %" PRId64 ": database error", id);
 	}
 
-	static __thread char buf[DB_JSON_MAX];
-	const char *body = p->json;
-	size_t len = p->len;
-	uint64_t etag = body_etag(body, len);
-	if (cache) {
-		/*
-		 * Invalidate first (this host's L1, then through the agent a
-		 * DEL in Redis and an event every other host's agent applies),
-		 * then store the new row here and in Redis.  The agent takes
-		 * both from the ring in this order, so Redis ends with the new
-		 * value, and another host that reloads meanwhile reads the
-		 * database, which already has it.
-		 */
-		char key[KEY_MAX];
-		size_t klen = product_key(key, id);
-		int irc = hc_invalidate(cache, key, klen);
-		struct hc_set_opts so = {.ttl_ms = cfg->ttl_ms,
-					 .stale_ms = cfg->stale_ms,
-					 .flags = HC_SET_WRITE_THROUGH};
-		int src = hc_set_ex(cache, key, klen, p->json, p->len, &so);
-		if (irc == HC_E_AGAIN || src == HC_E_AGAIN)
-			atomic_fetch_add(&sh->undelivered, 1);
-		else if ((irc && irc != HC_E_NOTFOUND) || src)
-			fprintf(stderr, "product-api: worker %u: caching product %" PRId64 ": %s\n",
-				cfg->worker, id, hc_strerror(irc ? irc : src));
-		/* Answer with what the cache holds now, so the ETag is the one a
-		 * later GET returns (a newer PUT may have landed meanwhile). */
-		struct hc_meta meta;
-		size_t vlen;
-		if (hc_get_ex(cache, key, klen, buf, sizeof(buf), &vlen, &meta, 0) == 0) {
-			body = buf;
-			len = vlen;
-			etag = meta.etag;
-		}
-	}
+	if (cache)
+		cache_put(id, p);
 	char tag[HC_ETAG_BUFSZ];
-	hc_etag_format(etag, tag, sizeof(tag));
+	hc_etag_format(hc_etag_of(p->json, p->len), tag, sizeof(tag));
 	const char *headers[] = {"ETag", tag, "Cache-Control", "no-cache", NULL};
-	enum MHD_Result ret = reply(rq, MHD_HTTP_OK, body, len, headers);
+	enum MHD_Result ret = reply(rq, MHD_HTTP_OK, p->json, p->len, headers);
 	free(p);
 	return ret;
 }
@@ -743,6 +747,8 @@ static enum MHD_Result enqueue(struct MHD_Connection *conn, struct request *rq)
 	}
 	/* Suspended before the pool can see it, so the resume always follows. */
 	MHD_suspend_connection(conn);
+	rq->queued = true;
+	atomic_fetch_add(&pool.inflight, 1);
 	rq->next = NULL;
 	if (pool.tail)
 		pool.tail->next = rq;
@@ -821,6 +827,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	(void)toe;
 	if (rq) {
+		if (rq->queued)
+			atomic_fetch_sub(&pool.inflight, 1);
 		free(rq->body);
 		if (rq->resp)
 			MHD_destroy_response(rq->resp);
@@ -934,6 +942,10 @@ int api_worker(const struct api_config *c, int listen_fd, int ready_fd)
 	pthread_mutex_unlock(&pool.lock);
 	for (unsigned i = 0; i < pool.nthreads; i++)
 		pthread_join(pool.threads[i], NULL);
+	/* The answers are queued by the event thread after the resume: let it
+	 * send them (bounded: a client that does not read is cut off). */
+	for (int i = 0; i < 300 && atomic_load(&pool.inflight); i++)
+		nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
 	MHD_stop_daemon(d);
 	free(pool.threads);
 	hc_close(cache);

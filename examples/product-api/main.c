@@ -435,15 +435,22 @@ int main(int argc, char **argv)
 		if (stopping && !alive)
 			break;
 		if (stopping && !stop_deadline) {
-			stop_deadline = now_s() + 5;
+			stop_deadline = now_s() + 10;
 			for (unsigned i = 0; i < cfg.workers; i++)
 				if (w[i].pid > 0)
 					kill(w[i].pid, SIGTERM);
 		}
 		if (stop_deadline && now_s() > stop_deadline) {
-			for (unsigned i = 0; i < cfg.workers; i++)
-				if (w[i].pid > 0)
+			for (unsigned i = 0; i < cfg.workers; i++) {
+				if (w[i].pid > 0) {
+					fprintf(stderr,
+						"product-api: worker %u did not stop in 10 s: "
+						"SIGKILL\n",
+						i);
 					kill(w[i].pid, SIGKILL);
+					status = 1;
+				}
+			}
 			stop_deadline = now_s() + 5;
 		}
 		for (unsigned i = 0; i < cfg.workers && !stopping; i++) {

@@ -20,7 +20,7 @@ run() {
 	echo "== $label =="
 	./scripts/demo.sh --seconds "$secs" --warmup "$warm" "$@" 2>&1 |
 		grep -E '^(== host|throughput|latency us|  get |  batch |  put |x-cache|304 |reads |SQL )' |
-		grep -v 'the API.s counters'
+		grep -v 'the API.s counters' || echo "measure: the run failed (see scripts/demo.sh --seconds $secs $*)"
 	echo
 }
 echo "measure: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), ${secs} s after ${warm} s warm-up"
