@@ -224,24 +224,6 @@ static double ms_since(uint64_t t0)
 	return (double)(now_ns() - t0) / 1e6;
 }
 
-/* The last ~2 KB of a log, to stderr. */
-static void print_tail(const char *path, const char *tag)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return;
-	char buf[2048];
-	off_t end = lseek(fd, 0, SEEK_END);
-	off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	fprintf(stderr, "---- end of the %s log ----\n%s%s", tag, buf,
-		buf[n - 1] == '\n' ? "" : "\n");
-}
-
 /* Fork and exec @argv with stdout and stderr to @log; it dies with us. */
 static pid_t spawn(char *const argv[], const char *log)
 {

@@ -233,23 +233,6 @@ void release_name(const char *name, bool rw)
 /* ---------------------------------------------------------------------- */
 /* Keys, values, time                                                      */
 
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void make_key(uint64_t id, char *key)
-{
-	static const char hex[] = "0123456789abcdef";
-	memcpy(key, "key-", 4);
-	for (int i = KEY_LEN - 1; i >= 4; i--) {
-		key[i] = hex[id & 15];
-		id >>= 4;
-	}
-}
-
 /* Values: 8 bytes derived from the key id, then 92 bytes of a fixed random
  * pattern at an id-dependent offset.  Cheap to build, different per key. */
 static uint8_t pattern[256 + VAL_LEN];

@@ -16,8 +16,9 @@
 
 #include "hostcache.h"
 #include "rwtable.h"
+#include "util.h"
 
-#define KEY_LEN 20	   /* "key-" + 16 hex digits */
+#define KEY_LEN BENCH_KEY_LEN
 #define VAL_LEN 100	   /* bytes per value */
 #define VAL_CAP 128	   /* read buffer; the baseline's largest value */
 #define BATCH 128	   /* operations per timed batch */
@@ -55,8 +56,6 @@ void release_name(const char *name, bool rw);
  */
 void register_cleanup(void (*fn)(void));
 
-uint64_t now_ns(void);			    /* CLOCK_MONOTONIC */
-void make_key(uint64_t id, char *key);	    /* KEY_LEN bytes, no terminator */
 void make_value(uint64_t id, uint8_t *val); /* VAL_LEN bytes */
 bool value_ok(uint64_t id, const uint8_t *val, size_t vlen);
 
