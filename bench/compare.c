@@ -20,8 +20,12 @@
  *   memory  no timed run: 16 B values over the base keys, 1 KiB over a quarter
  *
  * Each system is set up and filled once per data set (value size, keys)
- * and runs every case of that data set.  A case runs @seconds per system:
- * the workers are fork()ed, attach, wait at a barrier, run, and report.
+ * and runs every case of that data set.  A case gives each system @seconds
+ * in 3 rounds, the systems taking turns within each round (so a slow
+ * patch of this VM hits them all), and reports the round of median
+ * throughput.  In a run the workers are fork()ed, attach, wait at a
+ * barrier, warm up for a quarter of the run (untimed: caches, TLB, first
+ * touches of the pages they map), run, and report.
  *
  * How it measures: a worker draws its keys (seeded splitmix64, Zipf by
  * rejection-inversion), then times groups of calls with CLOCK_MONOTONIC:
@@ -70,6 +74,7 @@
 #include "zipf.h"
 
 #define MAX_PROCS 4
+#define ROUNDS 3	       /* per case and system, interleaved; the median is reported */
 #define MAX_SAMPLES (4u << 20) /* per worker */
 
 static const struct cmp_sys *const systems[] = {
@@ -300,8 +305,6 @@ static void worker(const struct cmp_sys *s, const struct cmp_case *c, const stru
 	atomic_fetch_add(&sh->ready, 1);
 	while (!atomic_load(&sh->go))
 		;
-	while (now_ns() < sh->start_ns)
-		;
 	while (!o->errors) {
 		/* draw the group's keys before its clock starts */
 		for (unsigned g = 0; g < group; g++) {
@@ -338,6 +341,8 @@ static void worker(const struct cmp_sys *s, const struct cmp_case *c, const stru
 									 lens[k], c->value_size))
 					werr(o, "key %" PRIu64 ": %s", ids[group - 1][k],
 					     lens[k] == SIZE_MAX ? "missing" : "wrong value");
+		if (t0 < sh->start_ns)
+			continue; /* warming up: caches, TLB, the first touch of pages */
 		for (unsigned g = 0; g < group; g++) {
 			if (is_get[g])
 				o->gets += batch;
@@ -386,8 +391,10 @@ static void run_case(const struct cmp_sys *s, const struct cmp_case *c, struct r
 	uint64_t wait_until = now_ns() + 60ull * 1000000000u; /* per-process fills */
 	while (atomic_load(&sh->ready) < c->procs && now_ns() < wait_until)
 		usleep(1000);
-	sh->start_ns = now_ns() + 20 * 1000000u;
-	sh->end_ns = sh->start_ns + (uint64_t)(opt.seconds * 1e9);
+	/* a warm-up of a quarter of the run (at least 50 ms), then the run */
+	double warm = opt.seconds / ROUNDS / 4 < 0.05 ? 0.05 : opt.seconds / ROUNDS / 4;
+	sh->start_ns = now_ns() + (uint64_t)(warm * 1e9);
+	sh->end_ns = sh->start_ns + (uint64_t)(opt.seconds / ROUNDS * 1e9);
 	atomic_store(&sh->go, 1);
 	for (unsigned p = 0; p < c->procs; p++) {
 		int st;
@@ -415,9 +422,27 @@ static void run_case(const struct cmp_sys *s, const struct cmp_case *c, struct r
 		return;
 	}
 	qsort(samples, n, sizeof(float), cmp_float);
-	r->mkeys = (double)keys / opt.seconds / 1e6;
+	r->mkeys = (double)keys / (opt.seconds / ROUNDS) / 1e6;
 	r->p50_ns = n ? samples[(n - 1) / 2] : 0;
 	r->p99_ns = n ? samples[(size_t)((double)(n - 1) * 0.99)] : 0;
+}
+
+/* The round of median throughput (its p50 and p99 with it), or a failure. */
+static struct result median_round(const struct result *r)
+{
+	int order[ROUNDS];
+	for (int k = 0; k < ROUNDS; k++) {
+		if (r[k].skipped)
+			return r[k];
+		order[k] = k;
+	}
+	for (int a = 1; a < ROUNDS; a++)
+		for (int b = a; b > 0 && r[order[b]].mkeys < r[order[b - 1]].mkeys; b--) {
+			int t = order[b];
+			order[b] = order[b - 1];
+			order[b - 1] = t;
+		}
+	return r[order[ROUNDS / 2]];
 }
 
 /* ---------------------------------------------------------------------- */
@@ -802,25 +827,31 @@ int main(int argc, char **argv)
 	fprintf(stderr, "hostcache-compare: %zu data sets, %.2f s per system and case\n", nsets,
 		opt.seconds);
 	for (size_t d = 0; d < nsets; d++) {
+		/* every system of the data set set up and filled, side by side */
+		struct state {
+			const struct cmp_sys *s;
+			int ok; /* 0: filled */
+			bool set_up;
+			double per;
+			char why[160];
+		} st[16];
+		size_t nst = 0;
+		struct cmp_case base = {"", sets[d].value_size, sets[d].keys, 0.99, 100, 1};
 		for (const struct cmp_sys *const *sp = systems; *sp; sp++) {
 			const struct cmp_sys *s = *sp;
 			if (!listed(opt.systems, s->name))
 				continue;
-			bool big = sets[d].keys >= 10000000;
-			struct cmp_case base = {"", sets[d].value_size, sets[d].keys, 0.99, 100, 1};
-			char why[160] = "";
-			int ok = -1;
-			bool set_up = false;
-			double per = -1;
-			if (big && !is_local(s))
-				snprintf(why, sizeof(why),
+			struct state *x = &st[nst++];
+			*x = (struct state){.s = s, .ok = -1, .per = -1};
+			if (sets[d].keys >= 10000000 && !is_local(s))
+				snprintf(x->why, sizeof(x->why),
 					 "10 M keys run on the local systems only");
-			else if (s->setup(&base, why, sizeof(why)) == 0) {
-				set_up = true;
+			else if (s->setup(&base, x->why, sizeof(x->why)) == 0) {
+				x->set_up = true;
 				uint64_t t0 = now_ns();
-				ok = s->fill(&base);
-				if (ok)
-					snprintf(why, sizeof(why), "fill failed");
+				x->ok = s->fill(&base);
+				if (x->ok)
+					snprintf(x->why, sizeof(x->why), "fill failed");
 				else
 					fprintf(stderr,
 						"hostcache-compare: %-15s %5u B x %8" PRIu64
@@ -829,36 +860,46 @@ int main(int argc, char **argv)
 						(double)(now_ns() - t0) / 1e9);
 			}
 			/* per item only where slab and table granularity is amortised */
-			if (!ok && want_mem && sets[d].keys >= 100000 && s != &cmp_hc_load &&
+			if (!x->ok && want_mem && sets[d].keys >= 100000 && s != &cmp_hc_load &&
 			    s != &cmp_redis_pipe && s != &cmp_memcached_mget && nmem < 64) {
 				uint64_t b = s->mem_bytes();
-				per = b ? (double)b / (double)sets[d].keys -
-						      (CMP_KEY_LEN + sets[d].value_size)
-					: -1;
+				x->per = b ? (double)b / (double)sets[d].keys -
+							 (CMP_KEY_LEN + sets[d].value_size)
+					   : -1;
 				mem_rows[nmem++] = (struct mem_row){s->name, sets[d].value_size,
-								    sets[d].keys, per};
+								    sets[d].keys, x->per};
 			}
-			for (size_t i = 0; i < ncases; i++) {
-				const struct cmp_case *c = &all[i];
-				if (c->value_size != sets[d].value_size ||
-				    c->keys != sets[d].keys || !listed(opt.only, c->group) ||
-				    c->procs == 0)
-					continue;
-				struct result *r = add_result();
-				r->sys = s;
-				r->c = *c;
-				r->bytes_per_item = per;
-				if (ok) {
-					r->skipped = true;
-					r->failed = set_up; /* set up, then the fill failed */
-					snprintf(r->why, sizeof(r->why), "%s", why);
-					continue;
-				}
-				run_case(s, c, r);
-			}
-			if (set_up)
-				s->teardown();
 		}
+		for (size_t i = 0; i < ncases; i++) {
+			const struct cmp_case *c = &all[i];
+			if (c->value_size != sets[d].value_size || c->keys != sets[d].keys ||
+			    !listed(opt.only, c->group) || c->procs == 0)
+				continue;
+			/* ROUNDS rounds, each running every system once in turn */
+			struct result rounds[16][ROUNDS];
+			for (int k = 0; k < ROUNDS; k++)
+				for (size_t j = 0; j < nst; j++) {
+					struct result *r = &rounds[j][k];
+					memset(r, 0, sizeof(*r));
+					r->sys = st[j].s;
+					r->c = *c;
+					r->bytes_per_item = st[j].per;
+					if (st[j].ok) {
+						r->skipped = true;
+						r->failed = st[j].set_up; /* the fill failed */
+						snprintf(r->why, sizeof(r->why), "%s", st[j].why);
+					} else if (k == 0 || !rounds[j][0].skipped) {
+						run_case(st[j].s, c, r);
+					} else {
+						*r = rounds[j][0];
+					}
+				}
+			for (size_t j = 0; j < nst; j++)
+				*add_result() = median_round(rounds[j]);
+		}
+		for (size_t j = 0; j < nst; j++)
+			if (st[j].set_up)
+				st[j].s->teardown();
 	}
 
 	/* results are in data-set order: sort into the case order of all[] */
