@@ -39,6 +39,7 @@ struct cmp_case {
 	double zipf;	     /* Zipf exponent; 0 = uniform */
 	unsigned read_pct;   /* gets among operations: 100, 90, 50 */
 	unsigned procs;	     /* worker processes */
+	bool big;	     /* the 10 M keys case (--big) */
 };
 
 struct cmp_sys {

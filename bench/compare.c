@@ -43,9 +43,12 @@
  * use and the index; Redis: used_memory growth; memcached: RSS growth; lru:
  * one worker's copy) less the keys' and values' own bytes, per item.
  *
- * Sharing: the hit ratio a cache inside each of N workers loses against
- * one cache shared by them, from an exact LRU simulation (lru.c) on a
- * Zipf(0.99) stream over 1 M keys, capacity 10 % of the keys.
+ * Sharing: the steady-state hit ratio (after a warm-up of as many
+ * requests) of a cache inside each of N workers against one cache shared
+ * by them, from an exact LRU simulation (lru.c) on a Zipf(0.99) stream
+ * over the base keys, capacity 10 % of the keys: private caches of the
+ * shared cache's size each (N times the memory), and the same memory split
+ * N ways.
  *
  * Output: the tables on stdout; --csv, --json and --markdown write them to
  * files (bench/compare.sh draws the plots from the CSV).  Exit status 1
@@ -53,6 +56,7 @@
  * not fit); a system that is not installed is skipped, not a failure.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -63,6 +67,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,12 +128,18 @@ const char *cmp_find_program(const char *name, char *buf, size_t cap)
 	return NULL;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path) ? -1 : 0;
+}
+
 static void remove_tmpdir(void)
 {
 	if (tmpdir[0]) {
-		char cmd[300];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-		if (system(cmd) != 0)
+		if (nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS))
 			fprintf(stderr, "hostcache-compare: could not remove %s\n", tmpdir);
 		tmpdir[0] = 0;
 	}
@@ -181,10 +192,27 @@ static void run_exit_fns(void)
 	remove_tmpdir();
 }
 
+/*
+ * SIGINT, SIGTERM, SIGHUP: the run stops at the next case or fill (within
+ * a run's length), and exit() then stops the servers and removes the
+ * stores; a second signal leaves at once (servers may stay behind).
+ */
+static volatile sig_atomic_t stop_requested;
+
 static void on_signal(int sig)
 {
 	(void)sig;
-	exit(130); /* atexit: stop the servers, remove the stores */
+	if (stop_requested)
+		_exit(130);
+	stop_requested = 1;
+}
+
+static void check_stop(void)
+{
+	if (stop_requested) {
+		fprintf(stderr, "hostcache-compare: stopped\n");
+		exit(130);
+	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -278,6 +306,13 @@ __attribute__((format(printf, 2, 3))) static void werr(struct worker_out *o, con
 	o->errors++;
 }
 
+/* Zipf rank (0-based) to id: a multiplication by a prime that divides no
+ * key count used here (they are 2^a * 5^b), a bijection on 0..keys-1. */
+static uint64_t scatter(uint64_t rank, uint64_t keys)
+{
+	return (uint64_t)(((unsigned __int128)rank * 2654435761u) % keys);
+}
+
 static void worker(const struct cmp_sys *s, const struct cmp_case *c, const struct zipf *z,
 		   unsigned proc)
 {
@@ -300,60 +335,69 @@ static void worker(const struct cmp_sys *s, const struct cmp_case *c, const stru
 	const unsigned batch = s->batch;
 	uint64_t ids[64][CMP_BATCH_MAX];
 	bool is_get[64];
-	size_t lens[CMP_BATCH_MAX];
+	size_t lens[64][CMP_BATCH_MAX];
 
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the parent */
 	atomic_fetch_add(&sh->ready, 1);
 	while (!atomic_load(&sh->go))
-		;
+		if (getppid() != main_pid)
+			_exit(1);
 	while (!o->errors) {
-		/* draw the group's keys before its clock starts */
+		/*
+		 * Draw the group's keys before its clock starts.  A call is all
+		 * gets or all sets of @batch keys, so the batching systems see
+		 * the case's share of gets by key as well.  Zipf ranks go to ids
+		 * through a fixed permutation (ids are stored in id order, and
+		 * the hot keys must not be neighbours in memory).
+		 */
 		for (unsigned g = 0; g < group; g++) {
 			is_get[g] = c->read_pct >= 100 || rng_below(&rng, 100) < c->read_pct;
-			for (unsigned k = 0; k < (is_get[g] ? batch : 1); k++)
-				ids[g][k] = c->zipf > 0 ? zipf_next(z, &rng) - 1
+			for (unsigned k = 0; k < batch; k++)
+				ids[g][k] = c->zipf > 0 ? scatter(zipf_next(z, &rng) - 1, c->keys)
 							: rng_below(&rng, c->keys);
 		}
-		unsigned nkeys = 0;
 		uint64_t t0 = now_ns();
 		for (unsigned g = 0; g < group; g++) {
 			if (is_get[g]) {
-				if (s->get(h, ids[g], batch, bufs, lens)) {
+				if (s->get(h, ids[g], batch, bufs, lens[g])) {
 					werr(o, "get failed");
 					break;
 				}
-				nkeys += batch;
-			} else {
-				cmp_value(ids[g][0], setval, c->value_size);
-				if (s->set(h, ids[g][0], setval, c->value_size)) {
+				continue;
+			}
+			for (unsigned k = 0; k < batch; k++) {
+				/* the value is made here for every system alike */
+				cmp_value(ids[g][k], setval, c->value_size);
+				if (s->set(h, ids[g][k], setval, c->value_size)) {
 					werr(o, "set failed");
 					break;
 				}
-				nkeys++;
 			}
 		}
 		uint64_t t1 = now_ns();
 		if (o->errors)
 			break;
-		/* verify the group's last call if it was a get (its buffers hold it) */
-		if (is_get[group - 1])
-			for (unsigned k = 0; k < batch; k++)
-				if (lens[k] == SIZE_MAX || !cmp_value_ok(ids[group - 1][k], bufs[k],
-									 lens[k], c->value_size))
-					werr(o, "key %" PRIu64 ": %s", ids[group - 1][k],
-					     lens[k] == SIZE_MAX ? "missing" : "wrong value");
+		/* every get must have hit; the last get's values are compared */
+		int last = -1;
+		for (unsigned g = 0; g < group; g++)
+			for (unsigned k = 0; is_get[g] && k < batch; k++) {
+				last = (int)g;
+				if (lens[g][k] == SIZE_MAX)
+					werr(o, "key %" PRIu64 ": missing", ids[g][k]);
+			}
+		for (unsigned k = 0; last >= 0 && k < batch; k++)
+			if (lens[last][k] != SIZE_MAX &&
+			    !cmp_value_ok(ids[last][k], bufs[k], lens[last][k], c->value_size))
+				werr(o, "key %" PRIu64 ": wrong value", ids[last][k]);
 		if (t0 < sh->start_ns)
 			continue; /* warming up: caches, TLB, the first touch of pages */
-		for (unsigned g = 0; g < group; g++) {
-			if (is_get[g])
-				o->gets += batch;
-			else
-				o->sets++;
-		}
 		if (t1 >= sh->end_ns)
 			break;
-		o->keys += nkeys;
+		for (unsigned g = 0; g < group; g++)
+			*(is_get[g] ? &o->gets : &o->sets) += batch;
+		o->keys += (uint64_t)group * batch;
 		if (o->nsamples < MAX_SAMPLES)
-			smp[o->nsamples++] = (float)(t1 - t0) / (float)nkeys;
+			smp[o->nsamples++] = (float)(t1 - t0) / (float)(group * batch);
 	}
 	s->detach(h);
 }
@@ -380,6 +424,7 @@ static void run_case(const struct cmp_sys *s, const struct cmp_case *c, struct r
 		if (pids[p] == 0) {
 			signal(SIGINT, SIG_DFL);
 			signal(SIGTERM, SIG_DFL);
+			signal(SIGHUP, SIG_DFL);
 			worker(s, c, &z, p);
 			_exit(0);
 		}
@@ -391,6 +436,12 @@ static void run_case(const struct cmp_sys *s, const struct cmp_case *c, struct r
 	uint64_t wait_until = now_ns() + 60ull * 1000000000u; /* per-process fills */
 	while (atomic_load(&sh->ready) < c->procs && now_ns() < wait_until)
 		usleep(1000);
+	if (atomic_load(&sh->ready) < c->procs) {
+		snprintf(r->why, sizeof(r->why), "workers not ready after 60 s");
+		r->skipped = r->failed = true;
+		for (unsigned p = 0; p < c->procs; p++)
+			kill(pids[p], SIGKILL);
+	}
 	/* a warm-up of a quarter of the run (at least 50 ms), then the run */
 	double warm = opt.seconds / ROUNDS / 4 < 0.05 ? 0.05 : opt.seconds / ROUNDS / 4;
 	sh->start_ns = now_ns() + (uint64_t)(warm * 1e9);
@@ -425,6 +476,17 @@ static void run_case(const struct cmp_sys *s, const struct cmp_case *c, struct r
 	r->mkeys = (double)keys / (opt.seconds / ROUNDS) / 1e6;
 	r->p50_ns = n ? samples[(n - 1) / 2] : 0;
 	r->p99_ns = n ? samples[(size_t)((double)(n - 1) * 0.99)] : 0;
+}
+
+/* Is all[i] the same case as an earlier one (--keys 10000: "keys" twice)? */
+static bool seen_before(const struct cmp_case *all, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (!strcmp(all[j].group, all[i].group) && all[j].value_size == all[i].value_size &&
+		    all[j].keys == all[i].keys && all[j].zipf == all[i].zipf &&
+		    all[j].read_pct == all[i].read_pct && all[j].procs == all[i].procs)
+			return true;
+	return false;
 }
 
 /* The round of median throughput (its p50 and p99 with it), or a failure. */
@@ -637,13 +699,18 @@ static void run_sharing(void)
 		for (unsigned i = 0; i < n; i++)
 			if (lru_init(&each[i], capacity) || lru_init(&split[i], capacity / n))
 				return;
+		/* the first half warms the caches up: steady state is measured */
 		uint64_t rng = 42, hs = 0, he = 0, hp = 0;
-		for (uint64_t r = 0; r < requests; r++) {
+		for (uint64_t r = 0; r < 2 * requests; r++) {
 			uint64_t k = zipf_next(&z, &rng);
 			unsigned who = (unsigned)rng_below(&rng, n);
-			hs += lru_access(&shared, k);
-			he += lru_access(&each[who], k);
-			hp += lru_access(&split[who], k);
+			bool a = lru_access(&shared, k), b = lru_access(&each[who], k),
+			     d = lru_access(&split[who], k);
+			if (r >= requests) {
+				hs += a;
+				he += b;
+				hp += d;
+			}
 		}
 		lru_free(&shared);
 		for (unsigned i = 0; i < n; i++) {
@@ -804,7 +871,7 @@ int main(int argc, char **argv)
 		{"procs", 100, K, 0.99, 100, 1},
 		{"procs", 100, K, 0.99, 100, 2},
 		{"procs", 100, K, 0.99, 100, 4},
-		{"keys", 100, 10000000, 0.99, 100, 1},
+		{"keys", 100, 10000000, 0.99, 100, 1, true},
 		/* memory only (no timed run): per-item cost at other value sizes */
 		{"memory", 16, K, 0.99, 100, 0},
 		{"memory", 1024, K / 4, 0.99, 100, 0},
@@ -813,7 +880,7 @@ int main(int argc, char **argv)
 	struct data_set sets[16];
 	size_t nsets = 0;
 	for (size_t i = 0; i < ncases; i++) {
-		if (!listed(opt.only, all[i].group) || (all[i].keys == 10000000 && !opt.big))
+		if (!listed(opt.only, all[i].group) || (all[i].big && !opt.big))
 			continue;
 		size_t j = 0;
 		while (j < nsets &&
@@ -850,6 +917,7 @@ int main(int argc, char **argv)
 				x->set_up = true;
 				uint64_t t0 = now_ns();
 				x->ok = s->fill(&base);
+				check_stop();
 				if (x->ok)
 					snprintf(x->why, sizeof(x->why), "fill failed");
 				else
@@ -873,12 +941,14 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < ncases; i++) {
 			const struct cmp_case *c = &all[i];
 			if (c->value_size != sets[d].value_size || c->keys != sets[d].keys ||
-			    !listed(opt.only, c->group) || c->procs == 0)
+			    !listed(opt.only, c->group) || c->procs == 0 || (c->big && !opt.big) ||
+			    seen_before(all, i))
 				continue;
 			/* ROUNDS rounds, each running every system once in turn */
 			struct result rounds[16][ROUNDS];
 			for (int k = 0; k < ROUNDS; k++)
-				for (size_t j = 0; j < nst; j++) {
+				for (size_t jj = 0; jj < nst; jj++) {
+					size_t j = (jj + (size_t)k) % nst; /* turns rotate */
 					struct result *r = &rounds[j][k];
 					memset(r, 0, sizeof(*r));
 					r->sys = st[j].s;
@@ -888,10 +958,9 @@ int main(int argc, char **argv)
 						r->skipped = true;
 						r->failed = st[j].set_up; /* the fill failed */
 						snprintf(r->why, sizeof(r->why), "%s", st[j].why);
-					} else if (k == 0 || !rounds[j][0].skipped) {
-						run_case(st[j].s, c, r);
 					} else {
-						*r = rounds[j][0];
+						run_case(st[j].s, c, r);
+						check_stop();
 					}
 				}
 			for (size_t j = 0; j < nst; j++)
@@ -906,7 +975,7 @@ int main(int argc, char **argv)
 	struct result *sorted = malloc(nresults * sizeof(*sorted));
 	size_t n = 0;
 	for (size_t i = 0; sorted && i < ncases; i++)
-		for (const struct cmp_sys *const *sp = systems; *sp; sp++)
+		for (const struct cmp_sys *const *sp = systems; *sp && !seen_before(all, i); sp++)
 			for (size_t j = 0; j < nresults; j++)
 				if (results[j].sys == *sp && same_case(&results[j].c, &all[i]))
 					sorted[n++] = results[j];

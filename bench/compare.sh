@@ -27,8 +27,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/compare-plot.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 echo "compare: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/compare.txt"
+status=0
 "$build/bench/hostcache-compare" --csv "$out/compare.csv" --json "$out/compare.json" \
-	--markdown "$out/compare.md" "$@" | tee -a "$out/compare.txt"
+	--markdown "$out/compare.md" "$@" | tee -a "$out/compare.txt" || status=$?
 
 echo | tee -a "$out/compare.txt"
 echo "multi-tier cases (hostcache-bench):" | tee -a "$out/compare.txt"
@@ -51,11 +52,14 @@ for s in $systems; do
 	[ -s "$tmp/procs-$s.dat" ] && plot_procs+=("'$tmp/procs-$s.dat' using 1:2 with linespoints title '$s'")
 done
 join() { local IFS=,; echo "$*"; }
-if command -v gnuplot >/dev/null && [ ${#plot_size[@]} -gt 0 ]; then
-	gnuplot <<EOF
-set terminal pngcairo size 900,520 font ',10'
-set grid
-set key outside right
+if ! command -v gnuplot >/dev/null; then
+	echo "compare: gnuplot is not installed: no plots"
+	exit $status
+fi
+style="set terminal pngcairo size 900,520 font ',10'; set grid; set key outside right"
+if [ ${#plot_size[@]} -gt 0 ]; then
+	gnuplot <<GP
+$style
 set output '$out/size.png'
 set title 'Latency per get against value size (1 process, 10 K keys, Zipf 0.99)'
 set logscale xy
@@ -63,16 +67,21 @@ set xlabel 'value size (bytes)'
 set ylabel 'p50 ns per key'
 set xtics ('16' 16, '100' 100, '1 KiB' 1024, '16 KiB' 16384)
 plot $(join "${plot_size[@]}")
-unset logscale
-unset xtics
-set xtics 1
+GP
+	echo "compare: wrote $out/size.png"
+fi
+if [ ${#plot_procs[@]} -gt 0 ]; then
+	gnuplot <<GP
+$style
 set output '$out/procs.png'
-set title 'Throughput against worker processes (100 B values, Zipf 0.99, 2 cores)'
+set title 'Throughput against worker processes (100 B values, Zipf 0.99)'
 set logscale y
+set xtics 1
 set xlabel 'processes'
 set ylabel 'M keys per second, all processes'
 plot $(join "${plot_procs[@]}")
-EOF
-	echo "compare: wrote $out/size.png and $out/procs.png"
+GP
+	echo "compare: wrote $out/procs.png"
 fi
 echo "compare: tables in $out/compare.txt and $out/compare.md, rows in $out/compare.csv and $out/compare.json"
+exit $status
