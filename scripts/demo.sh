@@ -68,18 +68,34 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/hostcache-demo.XXXXXX")
 pids=()  # every process started, stopped in reverse order
 loads=() # the load generators
 segs=()
+# Is process $1 running?  A child that exited but was not reaped yet (a
+# zombie) answers kill -0 as well, so ask for its state.
+running() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "${st#Z}" = "$st" ]
+}
 stop_all() {
-	local i
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-		kill -TERM "${pids[i]}" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "${pids[i]}" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "${pids[i]}" 2>/dev/null || true
-		wait "${pids[i]}" 2>/dev/null || true
+	local p left
+	# TERM to every process at once, then up to 5 s for all, then KILL.
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for _ in $(seq 50); do
+		left=""
+		for p in "${pids[@]}"; do running "$p" && left=1; done
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	for p in "${pids[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
 	done
 	pids=()
 }
 cleanup() {
-	trap - EXIT INT TERM HUP
+	# A second signal (a hangup reaches a session twice) must not cut the
+	# cleanup short.
+	trap '' INT TERM HUP
+	trap - EXIT
 	stop_all
 	for s in "${segs[@]}"; do "$shmtool" -n "$s" destroy >/dev/null 2>&1 || true; done
 	rm -rf "$tmp"
@@ -92,7 +108,7 @@ trap 'exit 130' INT TERM HUP
 wait_file() {
 	for _ in $(seq 300); do
 		[ -s "$1" ] && return 0
-		kill -0 "$4" 2>/dev/null || break
+		running "$4" || break
 		sleep 0.1
 	done
 	echo "demo: $2 did not start; its log:" >&2

@@ -45,12 +45,13 @@ session_procs() { ps -e -o sid=,pid=,args= | awk -v s="$1" '$1 == s'; }
 
 # Nothing of the demo with session $1 and shell pid $2 may remain.
 check_clean() {
-	local left
+	local left t0=$SECONDS
 	for _ in $(seq 150); do
 		left=$(session_procs "$1")
 		[ -z "$left" ] && break
 		sleep 0.1
 	done
+	took=$((SECONDS - t0))
 	[ -z "$left" ] || fail "processes left behind: $left"
 	ls /dev/shm | grep -q "^hostcache\.demo-$2-" && fail "segments left: $(ls /dev/shm | grep "demo-$2-")"
 	[ -z "$(ls "$work" | grep hostcache-demo)" ] || fail "temp directory left: $(ls "$work")"
@@ -125,4 +126,4 @@ tmux -L "$tsock" kill-server 2>/dev/null
 start_in_tmux 3
 tmux -L "$tsock" kill-server
 check_clean "$sid" "$demo_pid"
-echo "ok - terminal closed under the demo: every process stopped, nothing left"
+echo "ok - terminal closed under the demo: every process stopped within ${took} s, nothing left"
