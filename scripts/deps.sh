@@ -13,6 +13,7 @@ packages=(
 	prometheus                                   # promtool check metrics on /metrics
 	libsqlite3-dev                               # the product API example's database
 	python3                                      # JSON checks in the tool tests
+	valgrind                                     # meson test --setup valgrind
 	memcached libmemcached-dev gnuplot-nox       # hostcache-compare: memcached and its client, plots
 )
 

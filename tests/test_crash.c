@@ -208,9 +208,15 @@ int main(int argc, char **argv)
 	CHECK(sh->bad_values == 0);
 	CHECK(sh->errors == 0);
 	CHECK(kills > 50);
-	CHECK(still_windows == 0);
-	/* a wait on a dead process would be unbounded; scheduling noise is not */
-	CHECK(sh->max_op_ns < 1000000000u);
+	if (getenv("HOSTCACHE_VALGRIND")) {
+		/* valgrind runs one thread at a time, 20-50 times slower: the
+		 * progress and latency bounds are not this run's to prove */
+		printf("crash: under valgrind: the progress and latency bounds are not checked\n");
+	} else {
+		CHECK(still_windows == 0);
+		/* a wait on a dead process would be unbounded; scheduling noise is not */
+		CHECK(sh->max_op_ns < 1000000000u);
+	}
 
 	/* before maintenance: warnings are allowed (orphans), errors are not */
 	int errors_only = 1;
