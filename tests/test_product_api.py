@@ -721,6 +721,17 @@ def check_bad_input(A, B, world, api_procs):
 
     # Idle and half-sent connections, many more than request threads, must
     # not keep other clients waiting.
+    # Oversized request heads: refused with the right status, not read without bound.
+    for what, data, want in [
+            ("a 100 KB header", b"GET /products/1 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 +
+             b"\r\n\r\n", b"HTTP/1.1 431"),
+            ("5,000 headers", b"GET /products/1 HTTP/1.1\r\nHost: x\r\n" +
+             b"".join(b"X-H%d: v\r\n" % i for i in range(5000)) + b"\r\n", b"HTTP/1.1 431"),
+            ("a 100 KB request target", b"GET /" + b"a" * 100000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+             b"HTTP/1.1 414")]:
+        got = raw_exchange(A, data)
+        check(got.startswith(want), "%s: got %r, want %r" % (what, got[:60], want))
+
     for i in range(1, 21):
         get(A, "/products/%d" % i)  # cached first: the bound below is not the database's
     idle = [socket.create_connection(("127.0.0.1", A)) for _ in range(100)]
@@ -735,8 +746,9 @@ def check_bad_input(A, B, world, api_procs):
     finally:
         for s in idle:
             s.close()
-    ok("8.5: garbage (%s), truncated requests, binary junk, 100 idle connections: the server "
-       "answers the next requests (workers %s)" % (garbage.split(b"\r\n")[0].decode(errors="replace") or
+    ok("8.5: garbage (%s), truncated requests, binary junk, 431 for a 100 KB header and for "
+       "5,000 headers, 414 for a 100 KB target, 100 idle connections: the server answers the "
+       "next requests (workers %s)" % (garbage.split(b"\r\n")[0].decode(errors="replace") or
                                    "connection closed", ",".join(sorted(workers))))
 
     for name, port in (("A", A), ("B", B)):
