@@ -28,10 +28,17 @@ fail() {
 }
 cleanup() {
 	tmux -L "$tsock" kill-server 2>/dev/null
-	# Anything the demo left running is a failure reported above; end it here.
+	# Anything the demo left running or in /dev/shm is a failure reported
+	# above; end and remove it here.  Demo pids: the sessions' leaders and
+	# the pids in segment names (recorded in demo_pids).
 	for s in $(cat "$work"/sid 2>/dev/null); do
 		for p in $(ps -e -o sid=,pid= | awk -v s="$s" '$1 == s {print $2}'); do
 			kill -KILL "$p" 2>/dev/null
+		done
+	done
+	for p in $(cat "$work"/sid "$work"/demo_pids 2>/dev/null); do
+		for seg in /dev/shm/hostcache.demo-"$p"-*; do
+			[ -e "$seg" ] && rm -f "$seg"
 		done
 	done
 	rm -rf "$work"
@@ -104,6 +111,7 @@ start_in_tmux() {
 	done
 	grep -q "^hostcache-top  demo-[0-9]*-1" <<<"$screen" || fail "hostcache-top did not come up: $screen"
 	demo_pid=$(sed -n 's/^hostcache-top  demo-\([0-9]*\)-1 .*/\1/p' <<<"$screen")
+	echo "$demo_pid" >>"$work/demo_pids"
 }
 
 # 2. Interactive: hostcache-top in tmux, quit with q.
