@@ -28,8 +28,8 @@
 #include "util.h"
 
 #define CMP_KEY_LEN BENCH_KEY_LEN /* "key-" + 16 hex digits (util.h) */
-#define CMP_VAL_MAX 16384 /* largest value size of the cases */
-#define CMP_BATCH_MAX 16  /* keys per call of the batching systems */
+#define CMP_VAL_MAX 16384	  /* largest value size of the cases */
+#define CMP_BATCH_MAX 16	  /* keys per call of the batching systems */
 
 /* One case: the workload every system runs. */
 struct cmp_case {
@@ -47,6 +47,8 @@ struct cmp_sys {
 	const char *what; /* one line: how it is used */
 	unsigned batch;	  /* keys per get() call: 1, or CMP_BATCH_MAX */
 	bool per_process; /* each worker has its own copy (the LRU) */
+	bool local;	  /* in the workers' own memory, no server: a call costs tens
+			     of ns, so calls are timed 64 at a time */
 	/*
 	 * Parent: prepare for @c (start a server, create a store).  0, or -1
 	 * with a reason in @why: the system is skipped for this case (a server

@@ -277,7 +277,7 @@ static bool listed(const char *list, const char *name)
 /* Workers                                                                 */
 
 struct worker_out {
-	uint64_t keys, gets, sets, errors;
+	uint64_t keys, errors;
 	uint64_t nsamples;
 	char error[160];
 };
@@ -291,11 +291,6 @@ struct shared {
 
 static struct shared *sh;
 static float *samples; /* MAX_PROCS * MAX_SAMPLES */
-
-static bool is_local(const struct cmp_sys *s)
-{
-	return s == &cmp_hc_get || s == &cmp_hc_load || s == &cmp_rwlock || s == &cmp_lru;
-}
 
 __attribute__((format(printf, 2, 3))) static void werr(struct worker_out *o, const char *fmt, ...)
 {
@@ -331,7 +326,7 @@ static void worker(const struct cmp_sys *s, const struct cmp_case *c, const stru
 			return;
 		}
 	uint64_t rng = 0x5eed0000u + proc * 7919u + c->keys;
-	const unsigned group = is_local(s) ? 64 : 1;
+	const unsigned group = s->local ? 64 : 1;
 	const unsigned batch = s->batch;
 	uint64_t ids[64][CMP_BATCH_MAX];
 	bool is_get[64];
@@ -393,8 +388,6 @@ static void worker(const struct cmp_sys *s, const struct cmp_case *c, const stru
 			continue; /* warming up: caches, TLB, the first touch of pages */
 		if (t1 >= sh->end_ns)
 			break;
-		for (unsigned g = 0; g < group; g++)
-			*(is_get[g] ? &o->gets : &o->sets) += batch;
 		o->keys += (uint64_t)group * batch;
 		if (o->nsamples < MAX_SAMPLES)
 			smp[o->nsamples++] = (float)(t1 - t0) / (float)(group * batch);
@@ -910,7 +903,7 @@ int main(int argc, char **argv)
 				continue;
 			struct state *x = &st[nst++];
 			*x = (struct state){.s = s, .ok = -1, .per = -1};
-			if (sets[d].keys >= 10000000 && !is_local(s))
+			if (sets[d].keys >= 10000000 && !s->local)
 				snprintf(x->why, sizeof(x->why),
 					 "10 M keys run on the local systems only");
 			else if (s->setup(&base, x->why, sizeof(x->why)) == 0) {

@@ -13,14 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -n "${HOSTCACHE_BUILD:-}" ]; then
-	build=$HOSTCACHE_BUILD
-else
-	./scripts/deps.sh
-	[ -d build/meson-private ] || meson setup build >/dev/null
-	ninja -C build >/dev/null
-	build=build
-fi
+build=$(./scripts/build.sh)
 out=${HOSTCACHE_COMPARE_OUT:-docs/compare}
 mkdir -p "$out"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/compare-plot.XXXXXX")

@@ -47,14 +47,7 @@ done
 case "$hosts" in 1 | 2) ;; *) echo "demo: --hosts is 1 or 2" >&2; exit 2 ;; esac
 [ "$conns" -ge 1 ] || { echo "demo: --connections is at least 1" >&2; exit 2; }
 
-if [ -n "${HOSTCACHE_BUILD:-}" ]; then
-	build=$HOSTCACHE_BUILD
-else
-	./scripts/deps.sh
-	[ -d build/meson-private ] || meson setup build >/dev/null
-	ninja -C build >/dev/null
-	build=build
-fi
+build=$(./scripts/build.sh)
 api_bin=$build/examples/product-api/product-api
 load_bin=$build/examples/product-api/product-load
 agent_bin=$build/agent/hostcache-agent

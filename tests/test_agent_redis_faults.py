@@ -60,9 +60,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+from e2e import Fail, Procs, bulk, check, note, ok, poll, redis_cmd
 
 ROWS = 2000
 MODES = ["error", "wrongtype", "garbage", "silent", "slam"]
@@ -70,40 +71,8 @@ P99_BOUND_MS = 1000.0
 T0 = time.monotonic()
 
 
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def ok(msg):
-    print("ok - %s" % msg, flush=True)
-
-
-def note(msg):
-    print("# %s" % msg, flush=True)
-
-
-def poll(fn, timeout, what, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Fail("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
 # --------------------------------------------------------------------------
 # The fake Redis
-
-def bulk(b):
-    return b"$%d\r\n%s\r\n" % (len(b), b)
-
 
 class FakeRedis:
     """A RESP2 server on a unix socket that misbehaves on data commands."""
@@ -320,15 +289,15 @@ def fetch_all(port, ids, nthreads=8):
     """GET /products/ID for every id from nthreads threads; check each answer.
     Returns (latencies in ms, X-Cache counts)."""
     lock = threading.Lock()
-    todo = list(ids)
+    pending = list(ids)
     lat, sources, errors = [], {}, []
 
     def worker():
         while True:
             with lock:
-                if not todo or errors:
+                if not pending or errors:
                     return
-                pid = todo.pop(0)
+                pid = pending.pop(0)
             try:
                 st, h, body, dt = get(port, "/products/%d" % pid)
                 check(st == 200, "GET /products/%d: status %d, body %r" % (pid, st, body[:120]))
@@ -367,73 +336,12 @@ def pct(vals, q):
 # --------------------------------------------------------------------------
 # Redis (a real one, for the recovery) and processes
 
-def redis_cmd(sock_path, *args, timeout=2):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(sock_path)
-        msg = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a.encode() if isinstance(a, str) else a
-            msg += bulk(a)
-        s.sendall(msg)
-        buf = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-            if buf.startswith(b"$"):
-                head, _, rest = buf.partition(b"\r\n")
-                if _ and (int(head[1:]) < 0 or len(rest) >= int(head[1:]) + 2):
-                    break
-            elif buf.endswith(b"\r\n"):
-                break
-        return buf
-    finally:
-        s.close()
-
-
-class World:
+class World(Procs):
     def __init__(self, agent, api, shmtool):
-        self.agent, self.api, self.shmtool = (os.path.abspath(x) for x in (agent, api, shmtool))
-        self.dir = tempfile.mkdtemp(prefix="hc-redis-faults-")
-        self.procs = []  # (name, Popen, log path)
-        self.segments = []
+        super().__init__("hc-redis-faults-", shmtool)
+        self.agent, self.api = (os.path.abspath(x) for x in (agent, api))
         self.fakes = []
         self.db = os.path.join(self.dir, "products.db")
-
-    def start(self, name, argv):
-        log = os.path.join(self.dir, name + ".log")
-        f = open(log, "wb")
-        try:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
-                                 stderr=subprocess.STDOUT, cwd=self.dir)
-        finally:
-            f.close()
-        self.procs.append((name, p, log))
-        return p
-
-    def log(self, name):
-        for n, _, path in reversed(self.procs):
-            if n == name:
-                try:
-                    with open(path, "rb") as f:
-                        return f.read().decode(errors="replace")
-                except OSError:
-                    return ""
-        return ""
-
-    def alive(self, name, p):
-        if p.poll() is not None:
-            how = ("killed by signal %d" % -p.returncode if p.returncode < 0
-                   else "exit status %d" % p.returncode)
-            raise Fail("%s died (%s); its log:\n%s" % (name, how, self.log(name)[-3000:]))
-
-    def shm(self, segment, *args):
-        return subprocess.run([self.shmtool, "-n", segment] + list(args),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=30)
 
     def agent_stats(self, segment):
         r = self.shm(segment, "stats", "--json")
@@ -449,15 +357,7 @@ class World:
                               "-w", "2", "-t", "4", "-n", segment, "--cache-size", "16M",
                               "--db", self.db, "--rows", str(ROWS)])
 
-        def port():
-            self.alive(name, p)
-            try:
-                with open(port_file) as f:
-                    text = f.read()
-            except OSError:
-                return None
-            return int(text) if text.endswith("\n") else None
-        return p, poll(port, 30, "%s to write its port file" % name)
+        return p, self.wait_port_file(name, p, port_file, 30)
 
     def start_agent(self, tag, segment, sock):
         name = "agent-" + tag
@@ -489,26 +389,7 @@ class World:
                 f.stop()
             except Exception:  # noqa: BLE001
                 pass
-        for _, p, _ in self.procs:
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGTERM)
-                except OSError:
-                    pass
-        deadline = time.monotonic() + 3
-        for _, p, _ in self.procs:
-            try:
-                p.wait(timeout=max(0.05, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for seg in self.segments:
-            if os.path.exists("/dev/shm/hostcache." + seg):
-                try:
-                    self.shm(seg, "destroy")
-                except (OSError, subprocess.SubprocessError):
-                    pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().cleanup()
 
 
 # --------------------------------------------------------------------------

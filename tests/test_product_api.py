@@ -47,43 +47,15 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+from e2e import Fail, Procs, check, note, ok, poll, redis_cmd
 
 ROWS = 2000
 UNKNOWN = [999999, 999998]  # ids past --rows: no such product
 
 T0 = time.monotonic()
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def ok(msg):
-    print("ok - %s" % msg, flush=True)
-
-
-def note(msg):
-    print("# %s" % msg, flush=True)
-
-
-def poll(fn, timeout, what, interval=0.02):
-    """Call fn() until it returns a true value; Fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Fail("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------
@@ -178,63 +150,15 @@ def raw_exchange(port, data, read_reply=True, timeout=3):
 # --------------------------------------------------------------------------
 # Redis (a few commands over the unix socket, RESP by hand)
 
-def redis_cmd(sock_path, *args, timeout=2):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(sock_path)
-        msg = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a.encode() if isinstance(a, str) else a
-            msg += b"$%d\r\n%s\r\n" % (len(a), a)
-        s.sendall(msg)
-        buf = b""
-        while not buf.endswith(b"\r\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        return buf.split(b"\r\n", 1)[0].decode(errors="replace")
-    finally:
-        s.close()
-
-
 # --------------------------------------------------------------------------
 # Processes
 
-class World:
+class World(Procs):
     def __init__(self, api, agent, shmtool):
-        self.api, self.agent, self.shmtool = (os.path.abspath(x) for x in (api, agent, shmtool))
-        self.dir = tempfile.mkdtemp(prefix="hc-product-api-")
-        self.procs = []  # (name, Popen, log path)
-        self.segments = []
+        super().__init__("hc-product-api-", shmtool)
+        self.api, self.agent = (os.path.abspath(x) for x in (api, agent))
         self.sock = os.path.join(self.dir, "redis.sock")
         self.db = os.path.join(self.dir, "products.db")
-
-    def start(self, name, argv):
-        log = os.path.join(self.dir, name + ".log")
-        f = open(log, "wb")
-        try:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
-                                 stderr=subprocess.STDOUT, cwd=self.dir)
-        finally:
-            f.close()
-        self.procs.append((name, p, log))
-        return p
-
-    def log(self, name):
-        for n, _, path in self.procs:
-            if n == name:
-                try:
-                    with open(path, "rb") as f:
-                        return f.read().decode(errors="replace")
-                except OSError:
-                    return ""
-        return ""
-
-    def alive(self, name, p):
-        check(p.poll() is None, "%s exited (status %s) early; its log:\n%s" %
-              (name, p.returncode, self.log(name)))
 
     def start_redis(self):
         p = self.start("redis", ["redis-server", "--port", "0", "--unixsocket", self.sock,
@@ -244,7 +168,7 @@ class World:
         def pong():
             self.alive("redis", p)
             try:
-                return redis_cmd(self.sock, "PING") == "+PONG"
+                return redis_cmd(self.sock, "PING") == b"+PONG\r\n"
             except OSError:
                 return False
         poll(pong, 5, "redis-server to answer PING")
@@ -262,15 +186,7 @@ class World:
                               "--ttl-ms", str(ttl_ms), "--stale-ms", str(stale_ms),
                               "--negative-ttl-ms", "60000"])
 
-        def port():
-            self.alive(name, p)
-            try:
-                with open(port_file) as f:
-                    text = f.read()
-            except OSError:
-                return None
-            return int(text) if text.endswith("\n") else None
-        return p, poll(port, 20, "%s to write its port file" % name)
+        return p, self.wait_port_file(name, p, port_file, 20)
 
     def start_agent(self, host, segment):
         name = "agent-" + host
@@ -297,33 +213,6 @@ class World:
         poll(serving, 15, "%s to serve (healthz 200, agent and Redis up, subscribed)" % name,
              interval=0.05)
         return p
-
-    def shm(self, segment, *args):
-        return subprocess.run([self.shmtool, "-n", segment] + list(args),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=30)
-
-    def cleanup(self):
-        for _, p, _ in self.procs:
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGTERM)
-                except OSError:
-                    pass
-        deadline = time.monotonic() + 3
-        for _, p, _ in self.procs:
-            try:
-                p.wait(timeout=max(0.05, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for seg in self.segments:
-            if os.path.exists("/dev/shm/hostcache." + seg):
-                try:
-                    self.shm(seg, "destroy")
-                except (OSError, subprocess.SubprocessError):
-                    pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def children(pid):
@@ -494,7 +383,7 @@ def check_put_other_worker(A):
 
 
 def wait_in_redis(sock, pid, what):
-    poll(lambda: redis_cmd(sock, "EXISTS", "product:%d" % pid) == ":1", 3,
+    poll(lambda: redis_cmd(sock, "EXISTS", "product:%d" % pid) == b":1\r\n", 3,
          "product:%d in Redis (%s)" % (pid, what))
 
 

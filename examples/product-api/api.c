@@ -118,23 +118,13 @@ static int64_t key_id(const void *key, size_t klen)
 	return klen > 8 ? parse_id((const char *)key + 8, klen - 8) : -1;
 }
 
-/* A per-thread buffer for @n product values (batch requests). */
-static char *scratch(size_t n)
+/* A per-thread buffer for DB_BATCH_MAX product values (batch requests). */
+static char *scratch(void)
 {
-	struct scratch {
-		size_t cap;
-		char data[];
-	} *s = pthread_getspecific(scratch_key);
-	size_t need = n * DB_JSON_MAX;
-	if (!s || s->cap < need) {
-		free(s);
-		s = malloc(sizeof(*s) + DB_BATCH_MAX * (size_t)DB_JSON_MAX);
+	char *s = pthread_getspecific(scratch_key);
+	if (!s && (s = malloc(DB_BATCH_MAX * (size_t)DB_JSON_MAX)))
 		pthread_setspecific(scratch_key, s);
-		if (!s)
-			return NULL;
-		s->cap = DB_BATCH_MAX * (size_t)DB_JSON_MAX;
-	}
-	return s->data;
+	return s;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -337,6 +327,7 @@ static enum MHD_Result get_product(struct request *rq, int64_t id)
 struct json_buf {
 	char *p;
 	size_t len, cap;
+	unsigned items; /* elements of the array being written */
 };
 
 static void jb_put(struct json_buf *b, const char *s, size_t n)
@@ -346,12 +337,29 @@ static void jb_put(struct json_buf *b, const char *s, size_t n)
 	b->len += n;
 }
 
+/* One element of the array being written, comma first unless it is the first. */
+static void jb_item(struct json_buf *b, const char *s, size_t n)
+{
+	if (b->items++)
+		jb_put(b, ",", 1);
+	jb_put(b, s, n);
+}
+
+/* The products of a batch read without the cache, and which ids were found. */
+struct batch_collect {
+	struct json_buf *b;
+	const int64_t *ids;
+	int n;
+	bool found[DB_BATCH_MAX];
+};
+
 static void batch_collect(void *ctx, const struct db_product *p)
 {
-	struct json_buf *b = ctx;
-	if (b->len > 13)
-		jb_put(b, ",", 1);
-	jb_put(b, p->json, p->len);
+	struct batch_collect *bc = ctx;
+	for (int i = 0; i < bc->n; i++)
+		if (bc->ids[i] == p->id)
+			bc->found[i] = true;
+	jb_item(bc->b, p->json, p->len);
 }
 
 /* Parse "1,2,3" into distinct ids; returns the count or -1 (message in @err). */
@@ -407,7 +415,7 @@ static enum MHD_Result get_products(struct request *rq)
 	if (cache) {
 		char keys[DB_BATCH_MAX][KEY_MAX];
 		struct hc_batch_item items[DB_BATCH_MAX];
-		char *bufs = scratch((size_t)n);
+		char *bufs = scratch();
 		if (!bufs) {
 			free(b.p);
 			return MHD_NO;
@@ -426,9 +434,7 @@ static enum MHD_Result get_products(struct request *rq)
 					: (enum api_source)it->meta.source;
 			by_src[src]++;
 			if (it->rc == 0) {
-				if (b.len > 13)
-					jb_put(&b, ",", 1);
-				jb_put(&b, it->buf, it->vlen);
+				jb_item(&b, it->buf, it->vlen);
 				if (it->meta.ttl_left_ms < min_ttl)
 					min_ttl = it->meta.ttl_left_ms;
 			} else if (it->rc == HC_E_NOTFOUND) {
@@ -441,15 +447,12 @@ static enum MHD_Result get_products(struct request *rq)
 			failed = n;
 	} else {
 		by_src[SRC_OFF] = (unsigned)n;
-		if (db_get_many(ids, (size_t)n, batch_collect, &b) < 0)
+		struct batch_collect bc = {.b = &b, .ids = ids, .n = n};
+		if (db_get_many(ids, (size_t)n, batch_collect, &bc) < 0)
 			failed = n;
-		/* Which ids were missing: those not in the body. */
-		for (int i = 0; !failed && i < n; i++) {
-			char needle[32];
-			snprintf(needle, sizeof(needle), "{\"id\":%" PRId64 ",", ids[i]);
-			if (!memmem(b.p, b.len < b.cap ? b.len : b.cap, needle, strlen(needle)))
+		for (int i = 0; !failed && i < n; i++)
+			if (!bc.found[i])
 				missing[nmissing++] = ids[i];
-		}
 	}
 	for (int s = 0; s < SRC_COUNT; s++)
 		if (by_src[s])
