@@ -62,17 +62,19 @@ pids=()  # every process started, stopped in reverse order
 loads=() # the load generators
 segs=()
 # Is process $1 running?  A child that exited but was not reaped yet (a
-# zombie) answers kill -0 as well, so ask for its state.
+# zombie) answers kill -0 as well, so read its state (no fork: this runs in
+# a polling loop, on a machine that may be busy).
 running() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "${st#Z}" = "$st" ]
+	local stat
+	{ read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+	stat=${stat##*) } # the fields after the command name
+	[ "${stat%% *}" != Z ]
 }
 stop_all() {
-	local p left
+	local p left end=$((SECONDS + 5))
 	# TERM to every process at once, then up to 5 s for all, then KILL.
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for _ in $(seq 50); do
+	while ((SECONDS <= end)); do
 		left=""
 		for p in "${pids[@]}"; do running "$p" && left=1; done
 		[ -z "$left" ] && break
