@@ -229,6 +229,20 @@ int subscriber_start(struct hc_cache *c, struct subscriber **out);
 /* subscriber_join - wait for the thread to notice agent_stop and free it.  Accepts NULL. */
 void subscriber_join(struct subscriber *s);
 
+/* What one invalidation message amounted to. */
+struct inv_outcome {
+	uint64_t applied; /* keys processed (dropped from L1 or not cached) */
+	bool malformed;	  /* some part was not understood */
+	bool echo;	  /* our own event */
+};
+
+/*
+ * invalidate_apply - what the subscriber does with the payload of one message (@p, @len
+ * bytes, not NUL-terminated): parse it and drop the keys it names from @c, filling @o.
+ * Counters and the malformed-message warning are the caller's.  The fuzz target's way in.
+ */
+void invalidate_apply(struct hc_cache *c, const char *p, size_t len, struct inv_outcome *o);
+
 /* ---------------------------------------------------------------------- */
 /* Between the threads: the race guard and tracking (tracking.c)           */
 

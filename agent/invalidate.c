@@ -82,13 +82,6 @@ struct subscriber {
 	struct log_limit malformed_log; /* malformed-message warnings are rate-limited */
 };
 
-/* What one message amounted to. */
-struct inv_outcome {
-	uint64_t applied; /* keys processed (dropped from L1 or not cached) */
-	bool malformed;	  /* some part was not understood */
-	bool echo;	  /* our own event */
-};
-
 /* ---------------------------------------------------------------------- */
 /* Applying keys                                                            */
 
@@ -220,6 +213,13 @@ static void apply_payload(struct subscriber *s, const char *p, size_t len, struc
 	else
 		apply_plain(s, p, len, o);
 	json_decref(root);
+}
+
+void invalidate_apply(struct hc_cache *c, const char *p, size_t len, struct inv_outcome *o)
+{
+	struct subscriber s = {.cache = c};
+
+	apply_payload(&s, p, len, o);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -167,9 +167,9 @@ int64_t hc_load(struct hc_cache *c, int fd)
 		return rc;
 	if (memcmp(head, DUMP_MAGIC, 8) != 0)
 		return HC_E_FORMAT;
-	int64_t age = (int64_t)hc_ms_of(CLOCK_REALTIME) - (int64_t)get_le(head + 8, 8);
-	if (age < 0)
-		age = 0;
+	/* a dump stamped in the future (a clock set back, a forged stamp) is of age 0 */
+	uint64_t now = hc_ms_of(CLOCK_REALTIME), dumped = get_le(head + 8, 8);
+	int64_t age = dumped < now ? (int64_t)(now - dumped) : 0;
 
 	uint8_t *buf = malloc(ENTRY_FIXED + HC_KEY_MAX + (size_t)c->max_value + 8);
 	if (!buf)

@@ -15,6 +15,7 @@ packages=(
 	python3                                      # JSON checks in the tool tests
 	valgrind                                     # meson test --setup valgrind
 	memcached libmemcached-dev gnuplot-nox       # hostcache-compare: memcached and its client, plots
+	clang libclang-rt-14-dev                     # scripts/fuzz.sh: libFuzzer and its sanitizer runtimes
 )
 
 missing=()
