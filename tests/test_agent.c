@@ -111,11 +111,7 @@ static void seg_close(struct hc_cache *c, const char *name)
 			handles[i] = NULL;
 	hc_close(c);
 	CHECK_RC(hc_unlink(name), 0);
-	char p[HC_NAME_MAX + 16];
-	snprintf(p, sizeof(p), "/hostcache.%s", name);
-	for (int i = 0; i < MAX_SEGS; i++)
-		if (!strcmp(seg_paths[i], p))
-			seg_paths[i][0] = '\0';
+	untrack_segment(name);
 }
 
 /* ---------------------------------------------------------------------- */
