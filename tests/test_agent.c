@@ -10,6 +10,10 @@
  *   write-through   an HC_SET_WRITE_THROUGH set reaches Redis; one whose
  *                   Redis write fails (maxmemory 1, noeviction: SET gets
  *                   OOM, DEL works) deletes the Redis key, counted.
+ *   burst           4 processes x 3000 write-through sets (and invalidations)
+ *                   as fast as they can: every set that returned 0 is in
+ *                   Redis with its value, every HC_E_AGAIN is a counted ring
+ *                   drop, every invalidation that returned 0 was published.
  *   invalidation    hc_invalidate on A drops the key from B's L1 and from
  *                   Redis; the seed's event format and the other accepted
  *                   formats work; malformed messages are counted and
@@ -465,6 +469,133 @@ static void test_write_through(void)
 	       ms);
 	CHECK(ms >= 0);
 	CHECK(ctr(A, HC_AG_WRITE_FAILS) == wf0 + 1);
+	sc_end(&s);
+}
+
+/*
+ * Nothing a caller was told was stored is dropped: BURST_PROCS processes
+ * write BURST_SETS write-through sets each as fast as they can (the ring
+ * may run full), with an hc_invalidate every 10th.  Every set that returned
+ * 0 is in Redis with its value; every HC_E_AGAIN is a counted ring drop;
+ * every invalidation that returned 0 was published.
+ */
+#define BURST_PROCS 4
+#define BURST_SETS 3000
+
+struct burst {
+	int8_t set_rc[BURST_PROCS][BURST_SETS]; /* 0 ok, 1 HC_E_AGAIN, -1 other */
+	int inv_ok, inv_again, other;
+};
+
+static struct burst *bu;
+
+static void w_burst(struct hc_cache *c, const void *arg)
+{
+	int w = *(const int *)arg;
+	for (int i = 0; i < BURST_SETS; i++) {
+		char key[32], val[32];
+		snprintf(key, sizeof(key), "wb:%d:%d", w, i);
+		snprintf(val, sizeof(val), "v%d-%d", w, i);
+		int rc = l1_set(c, key, val, HC_SET_WRITE_THROUGH);
+		bu->set_rc[w][i] = rc == 0 ? 0 : rc == HC_E_AGAIN ? 1 : -1;
+		if (i % 10 == 0) {
+			snprintf(key, sizeof(key), "wi:%d:%d", w, i);
+			rc = hc_invalidate(c, key, strlen(key));
+			__atomic_add_fetch(rc == 0	      ? &bu->inv_ok
+					   : rc == HC_E_AGAIN ? &bu->inv_again
+							      : &bu->other,
+					   1, __ATOMIC_SEQ_CST);
+		}
+	}
+}
+
+/* How many of the ok sets of worker @w, from @from on, Redis holds with their value. */
+static int burst_in_redis(int w, int from, int n)
+{
+	const char *args[160] = {"MGET"};
+	char keys[150][32];
+	int idx[150], k = 0, found = 0;
+	static char out[16384];
+	for (int i = from; i < from + n; i++) {
+		if (bu->set_rc[w][i] != 0)
+			continue;
+		snprintf(keys[k], sizeof(keys[k]), PFX "wb:%d:%d", w, i);
+		args[1 + k] = keys[k];
+		idx[k++] = i;
+	}
+	if (!k)
+		return 0;
+	args[1 + k] = NULL;
+	if (rcli_v(out, sizeof(out), args) != 0)
+		return -1;
+	char *line = out;
+	for (int j = 0; j < k && line; j++) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		char want[32];
+		snprintf(want, sizeof(want), "v%d-%d", w, idx[j]);
+		found += !strcmp(line, want);
+		line = nl ? nl + 1 : NULL;
+	}
+	return found;
+}
+
+static void test_burst(void)
+{
+	struct scenario s;
+	sc_begin(&s, "write-through burst", "wb", 1);
+	struct hc_cache *A = s.c[0];
+	bu = mmap(NULL, sizeof(*bu), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(bu != MAP_FAILED);
+	struct hc_agent_stats a0 = agent_stats(A);
+	uint64_t t0 = tu_now_ns();
+	static int ids[BURST_PROCS];
+	pid_t pids[BURST_PROCS];
+	for (int w = 0; w < BURST_PROCS; w++) {
+		ids[w] = w;
+		pids[w] = start_worker(s.seg[0], w_burst, &ids[w]);
+	}
+	for (int w = 0; w < BURST_PROCS; w++)
+		end_worker(pids[w]);
+	double burst_ms = ms_since(t0);
+	int ok = 0, again = 0, other = bu->other;
+	for (int w = 0; w < BURST_PROCS; w++)
+		for (int i = 0; i < BURST_SETS; i++) {
+			ok += bu->set_rc[w][i] == 0;
+			again += bu->set_rc[w][i] == 1;
+			other += bu->set_rc[w][i] == -1;
+		}
+	/* the agent drains the ring, then Redis holds every ok set */
+	double drained = WAIT_FOR(agent_stats(A).ring_depth == 0, 10000);
+	int in_redis = 0;
+	double all_ms = WAIT_FOR(({
+					 in_redis = 0;
+					 for (int w = 0; w < BURST_PROCS && in_redis >= 0; w++)
+						 for (int i = 0; i < BURST_SETS; i += 150) {
+							 int f = burst_in_redis(w, i, 150);
+							 in_redis = f < 0 ? -1 : in_redis + f;
+						 }
+					 in_redis == ok;
+				 }),
+				 10000);
+	struct hc_agent_stats a1 = agent_stats(A);
+	uint64_t drops = a1.ring_drops - a0.ring_drops;
+	uint64_t published = a1.ctr[HC_AG_INV_PUBLISHED] - a0.ctr[HC_AG_INV_PUBLISHED];
+	printf("write-through burst: %d processes x %d sets in %.0f ms: %d ok, %d HC_E_AGAIN "
+	       "(ring drops +%llu of %u slots), %d other; ring drained after %.0f ms; %d of %d ok "
+	       "sets in Redis with their value (%.0f ms); invalidations %d ok, %d HC_E_AGAIN, "
+	       "published +%llu\n",
+	       BURST_PROCS, BURST_SETS, burst_ms, ok, again, (unsigned long long)drops,
+	       a1.ring_size, other, drained, in_redis, ok, all_ms, bu->inv_ok, bu->inv_again,
+	       (unsigned long long)published);
+	CHECK(other == 0);
+	CHECK(drained >= 0);
+	CHECK(all_ms >= 0 && in_redis == ok);
+	CHECK(drops == (uint64_t)(again + bu->inv_again));
+	CHECK(published == (uint64_t)bu->inv_ok);
+	CHECK(a1.ctr[HC_AG_WRITE_FAILS] == a0.ctr[HC_AG_WRITE_FAILS]);
+	munmap(bu, sizeof(*bu));
 	sc_end(&s);
 }
 
@@ -1305,6 +1436,7 @@ int main(int argc, char **argv)
 
 	test_cache_aside();
 	test_write_through();
+	test_burst();
 	test_invalidation();
 	test_batch();
 	test_redis_killed();
