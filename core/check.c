@@ -421,14 +421,15 @@ static void check_counters(struct walk *w, const int64_t *live_per_class)
 {
 	const struct hc_cache *c = &w->c;
 	for (uint32_t k = 0; k < c->nclasses; k++) {
-		int64_t counted = c->totals->class_items[k];
+		/* summed modulo 2^64: counters of a corrupt image may be anything */
+		uint64_t counted = (uint64_t)c->totals->class_items[k];
 		for (uint32_t i = 0; i < c->max_threads; i++)
-			counted += hc_slot_at(c, i)->c.class_items[k];
-		if (counted != live_per_class[k])
+			counted += (uint64_t)hc_slot_at(c, i)->c.class_items[k];
+		if ((int64_t)counted != live_per_class[k])
 			finding(w, HC_CHECK_WARN,
 				"class %u: counters say %lld items, the walk found %lld "
 				"(operations cut short)",
-				k, (long long)counted, (long long)live_per_class[k]);
+				k, (long long)(int64_t)counted, (long long)live_per_class[k]);
 	}
 }
 
