@@ -563,11 +563,15 @@ static uint64_t from_stash(struct hc_cache *c, struct hc_thread *t, uint32_t cls
 		uint64_t off = st->off[st->head];
 		const struct hc_entry *e = hc_entry_at(c, off);
 		uint64_t w = CMM_LOAD_SHARED(c->slabtab[(off - c->off_arena) / c->slab_size]);
-		uint64_t s = CMM_LOAD_SHARED(e->state);
-		/* the slab may have been re-cut since: same class, same geometry */
+		/*
+		 * The slab may have been re-cut since: same class, same geometry.
+		 * Only then is off a block header; otherwise it may lie inside a
+		 * block another thread is filling, so its state is not read.
+		 */
 		bool ours = HC_SLAB_KIND(w) == HC_SLAB_ACTIVE && HC_SLAB_CLASS(w) == cls &&
-			    (off - c->off_arena) % c->slab_size % c->classes[cls].block_size == 0 &&
-			    HC_BS_KIND(s) == HC_BS_RETIRED;
+			    (off - c->off_arena) % c->slab_size % c->classes[cls].block_size == 0;
+		uint64_t s = ours ? CMM_LOAD_SHARED(e->state) : 0;
+		ours = ours && HC_BS_KIND(s) == HC_BS_RETIRED;
 		if (ours && HC_BS_PAYLOAD(s) >= safe)
 			return 0; /* not free yet */
 		st->head = (st->head + 1) % HC_STASH;

@@ -21,6 +21,8 @@
 #include <urcu/system.h>
 #include <urcu/uatomic.h>
 
+#include "tsan.h" /* after liburcu: what TSan builds redefine */
+
 #include "hostcache.h"
 #include "layout.h"
 

@@ -410,9 +410,9 @@ static inline struct hc_entry *lookup(const struct hc_cache *c, uint64_t h, cons
 	return NULL;
 }
 
-static void fill_meta(const struct hc_entry *e, uint64_t now, struct hc_meta *m)
+/* @x: the expiry word as the caller loaded it, once (hc_mark_stale may change it) */
+static void fill_meta(const struct hc_entry *e, uint64_t x, uint64_t now, struct hc_meta *m)
 {
-	uint64_t x = e->expiry;
 	uint64_t fu = HC_EXP_FRESH(x);
 	memset(m, 0, sizeof(*m));
 	m->etag = HC_ETAG_HASH(e->etag);
@@ -474,7 +474,7 @@ static struct hc_entry *read_entry(struct hc_cache *c, struct hc_thread *t, cons
 	if (!CMM_LOAD_SHARED(e->visited))
 		CMM_STORE_SHARED(e->visited, 1);
 	if (meta)
-		fill_meta(e, now, meta); /* now: unused when the entry never expires */
+		fill_meta(e, x, now, meta); /* now: unused when the entry never expires */
 	hc_count(t, *ent, HC_LAYER_L1, HC_CTR_HITS);
 	if (ctr != HC_CTR_HITS)
 		hc_count(t, *ent, HC_LAYER_L1, ctr);
@@ -752,7 +752,7 @@ int hc_scan(struct hc_cache *c, int (*fn)(void *ctx, const struct hc_item *it), 
 				.val = hc_entry_val(e),
 				.vlen = e->vlen,
 			};
-			fill_meta(e, now, &it.meta);
+			fill_meta(e, e->expiry, now, &it.meta); /* a private copy */
 			rc = fn(ctx, &it);
 		}
 	}

@@ -61,7 +61,7 @@ static void *agent_main(void *arg)
 					a->got[w]++;
 					a->dups += a->seen[w][k]++ != 0;
 				}
-				a->sets++;
+				__atomic_fetch_add(&a->sets, 1, __ATOMIC_RELAXED); /* polled */
 			} else if (r->op == HC_REQ_GET) {
 				a->gets++;
 				/* "l2:" keys are in L2, the rest are not */
@@ -229,7 +229,7 @@ static void test_l2_protocol(void)
 	uint64_t sets = 0;
 	CHECK_RC(hc_get_or_load(c, "db:1", 4, loader, NULL, &lo, buf, sizeof(buf), &n, &m), 0);
 	CHECK(m.source == HC_SRC_ORIGIN && atomic_load(&sh->loads) == 1);
-	for (int i = 0; i < 100 && !(sets = a.sets); i++)
+	for (int i = 0; i < 100 && !(sets = __atomic_load_n(&a.sets, __ATOMIC_RELAXED)); i++)
 		tu_sleep_ms(5);
 	CHECK(sets == 1);
 

@@ -325,7 +325,7 @@ static void *slot_thread(void *p)
 {
 	struct slot_arg *a = p;
 	size_t n;
-	a->rc = hc_get(a->c, "k", 1, NULL, 0, &n);
+	__atomic_store_n(&a->rc, hc_get(a->c, "k", 1, NULL, 0, &n), __ATOMIC_RELEASE);
 	pthread_barrier_wait(a->hold);
 	return NULL;
 }
@@ -347,11 +347,19 @@ static void test_thread_slots(void)
 		args[i] = (struct slot_arg){c, 1, &hold};
 		pthread_create(&th[i], NULL, slot_thread, &args[i]);
 	}
-	tu_sleep_ms(100);
+	/* every thread has its answer before the barrier lets it go (not a
+	 * fixed sleep: a slow machine can take longer, and a sleep orders
+	 * nothing) */
 	int ok = 0, noslot = 0;
-	for (int i = 0; i < 4; i++) {
-		ok += args[i].rc == HC_E_TOOSMALL;
-		noslot += args[i].rc == HC_E_NOSLOT;
+	for (int tries = 0; tries < 2000 && ok + noslot < 4; tries++) {
+		ok = noslot = 0;
+		for (int i = 0; i < 4; i++) {
+			int rc = __atomic_load_n(&args[i].rc, __ATOMIC_ACQUIRE);
+			ok += rc == HC_E_TOOSMALL;
+			noslot += rc == HC_E_NOSLOT;
+		}
+		if (ok + noslot < 4)
+			tu_sleep_ms(5);
 	}
 	CHECK(ok == 3 && noslot == 1);
 	struct hc_stats s;
