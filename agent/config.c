@@ -9,7 +9,8 @@
  * from HOSTCACHE_REDIS_PASSWORD or from the first line of --password-file, and a Redis URL
  * with credentials in it is refused outright, from the flag or the environment alike (the
  * URL is also logged at startup).  The same holds for the HTTP dashboard's token: from
- * HOSTCACHE_DASH_TOKEN or the first line of --http-token-file, never from argv.
+ * HOSTCACHE_DASH_TOKEN or the first line of --http-token-file, never from argv.  A secret
+ * taken from the environment is wiped from it (and from /proc/PID/environ) once read.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -405,6 +406,24 @@ static char *read_secret_file(const char *opt, const char *what, const char *fil
 	return secret;
 }
 
+/*
+ * A secret from environment variable @name, then wiped from this process's
+ * environment.  unsetenv() alone would leave the bytes where the kernel
+ * shows them, in /proc/PID/environ (and in a core dump): they are
+ * overwritten first.  NULL when the variable is unset or empty.
+ */
+static char *take_env_secret(const char *name)
+{
+	char *env = getenv(name);
+	if (!env || !*env)
+		return NULL;
+	size_t len = strlen(env);
+	char *secret = dup_secret(env, len);
+	explicit_bzero(env, len);
+	unsetenv(name);
+	return secret;
+}
+
 void agent_config_wipe_token(void)
 {
 	if (agent_conf.dash_token) {
@@ -601,12 +620,12 @@ void agent_config_parse(int argc, char **argv)
 	if (late.password_file)
 		agent_conf.password = read_secret_file("--password-file", "password",
 						       late.password_file, 1000, false);
-	else if ((env = getenv("HOSTCACHE_REDIS_PASSWORD")) && *env)
-		agent_conf.password = dup_secret(env, strlen(env));
+	else
+		agent_conf.password = take_env_secret("HOSTCACHE_REDIS_PASSWORD");
 	if (late.token_file)
 		agent_conf.dash_token = read_secret_file("--http-token-file", "token",
 							 late.token_file, AGENT_TOKEN_MAX, true);
-	else if (agent_conf.http_addr[0] && (env = getenv("HOSTCACHE_DASH_TOKEN")) && *env)
-		agent_conf.dash_token = dup_secret(env, strlen(env));
+	else if (agent_conf.http_addr[0])
+		agent_conf.dash_token = take_env_secret("HOSTCACHE_DASH_TOKEN");
 	agent_conf.prefix_len = strlen(agent_conf.prefix);
 }

@@ -239,7 +239,13 @@ static int check_owner(const struct hc_cache *c, const struct stat *st)
 	}
 	if (st->st_uid == geteuid())
 		return 0;
-	if ((st->st_mode & 0060) == 0060) {
+	/*
+	 * A member of the segment's group: read and write access for a
+	 * read-write handle; read access is enough for a read-only one, so a
+	 * segment made 0640 lets a group of tools look but not touch.
+	 */
+	const mode_t need = c->read_only ? 0040 : 0060;
+	if ((st->st_mode & need) == need) {
 		if (st->st_gid == getegid())
 			return 0;
 		gid_t groups[256];

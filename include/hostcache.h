@@ -117,7 +117,8 @@ struct hc_cache; /* opaque */
  * detected and the segment is initialised again.  The segment is created
  * mode 0600 (0660 with HC_GROUP), opened with O_NOFOLLOW, and on attach its
  * owner must be the caller's effective uid (or, for a group segment, a
- * group the caller belongs to) and it must not be accessible to others.
+ * group the caller belongs to, with group read-write access, or group read
+ * access for HC_RDONLY) and it must not be accessible to others.
  *
  * Returns 0, or -ENOENT (absent and no HC_CREATE), HC_E_EXISTS, HC_E_PERM,
  * HC_E_BADMAGIC, HC_E_VERSION, HC_E_CORRUPT, HC_E_INIT, HC_E_INVAL (bad name
