@@ -953,6 +953,13 @@ int hc_get_many(struct hc_cache *c, struct hc_batch_item *items, size_t n,
 					it->meta.coalesced = 1;
 					continue;
 				}
+				/*
+				 * Published, then gone again (deleted, invalidated,
+				 * evicted): the value read at the start is no answer
+				 * any more, and the read above zeroed its length.
+				 * Load alone, as hc_get_or_load would after a miss.
+				 */
+				s->old = 0;
 			} else if (res == HC_E_NOTFOUND) {
 				memset(&it->meta, 0, sizeof(it->meta));
 				it->meta.source = HC_SRC_ORIGIN;
