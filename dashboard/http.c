@@ -35,7 +35,9 @@
  * 413 (refused from Content-Length before reading, or after discarding a
  * chunked body; beyond BODY_CUT the connection is closed).  Requests whose
  * header block does not fit CONN_MEMORY are refused by libmicrohttpd
- * itself.  When bound to a loopback address, a Host header that does not
+ * itself.  Slow clients (slowloris): a connection has REQUEST_DEADLINE_MS to
+ * deliver a whole request, and when CONN_LIMIT connections wait for theirs
+ * the slowest is shut down to make room for a newcomer (connguard.c).  When bound to a loopback address, a Host header that does not
  * name the loopback host is refused with 403 (DNS rebinding: a web page
  * must not read the statistics through a name it controls).
  *
@@ -103,6 +105,7 @@
 
 #include <microhttpd.h>
 
+#include "connguard.h"
 #include "http.h"
 #include "model.h"
 #include "page.h"
@@ -112,8 +115,9 @@
 #define BODY_CUT (1024 * 1024)	/* ... and beyond this the connection is closed */
 #define URL_MAX 1024		/* longer request targets get 414 */
 #define CONN_MEMORY (32 * 1024) /* per connection: request line, headers, buffers */
-#define CONN_LIMIT 64u
-#define CONN_TIMEOUT_S 30u
+#define CONN_LIMIT 64u	   /* waiting for their request; the slowest makes room (connguard.c) */
+#define CONN_TIMEOUT_S 30u /* inactivity */
+#define REQUEST_DEADLINE_MS 10000u	       /* to deliver a whole request (slowloris) */
 #define SAMPLE_MIN_MS 100u		       /* the model merges samples closer than that */
 #define LABEL_CAP (5 * HC_ENTITY_NAME_MAX + 1) /* an escaped entity name (label_escape) */
 
@@ -126,6 +130,7 @@ struct body {
 
 struct dash_http {
 	struct hc_cache *c;
+	struct connguard *guard;
 	char name[HC_NAME_MAX + 1];
 	bool read_only; /* @c was attached with HC_RDONLY */
 	char *token;	/* NULL: mutating endpoints are refused */
@@ -614,6 +619,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status,
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	connguard_received(conn);
 	enum MHD_Result ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -928,8 +934,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	(void)cls;
-	(void)conn;
 	(void)toe;
+	connguard_completed(conn);
 	free(*con_cls);
 	*con_cls = NULL;
 }
@@ -999,6 +1005,7 @@ void dash_http_stop(struct dash_http *h)
 		return;
 	if (h->daemon)
 		MHD_stop_daemon(h->daemon); /* no request runs after this */
+	connguard_stop(h->guard);
 	if (h->sampler_running) {
 		pthread_mutex_lock(&h->lock);
 		h->stopping = true;
@@ -1104,6 +1111,10 @@ int dash_http_start(struct hc_cache *c, const struct dash_http_opts *o, struct d
 	}
 	h->sampler_running = true;
 
+	if ((rc = connguard_start(&h->guard, CONN_LIMIT, REQUEST_DEADLINE_MS)) < 0) {
+		fprintf(stderr, "http: cannot start the connection guard: %s\n", strerror(-rc));
+		goto fail;
+	}
 	errno = 0;
 	h->daemon = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG,
@@ -1111,8 +1122,10 @@ int dash_http_start(struct hc_cache *c, const struct dash_http_opts *o, struct d
 		on_log, h, /* first, or some messages escape it */
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&h->addr,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
-		MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-		CONN_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+		MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT + CONNGUARD_HEADROOM,
+		MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION,
+		connguard_notify, h->guard, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		MHD_OPTION_END);
 	if (!h->daemon) {
 		rc = errno ? -errno : -EADDRNOTAVAIL;
 		fprintf(stderr, "http: cannot listen on %s:%u: %s\n", shown,

@@ -23,6 +23,7 @@
  * a wrong Content-Type, an unknown path (404) or method (405).
  */
 #include "api.h"
+#include "../../common/connguard.h"
 
 #include <errno.h>
 #include <hostcache.h>
@@ -702,6 +703,7 @@ static enum MHD_Result answer(struct MHD_Connection *conn, struct request *rq)
 {
 	if (!rq->resp)
 		return MHD_NO;
+	connguard_received(conn);
 	enum MHD_Result ret = MHD_queue_response(conn, rq->status, rq->resp);
 	MHD_destroy_response(rq->resp);
 	rq->resp = NULL;
@@ -739,6 +741,7 @@ static void *pool_main(void *arg)
 /* Hand @rq to the pool, its connection suspended; 503 when the queue is full. */
 static enum MHD_Result enqueue(struct MHD_Connection *conn, struct request *rq)
 {
+	connguard_received(conn); /* whole: its answer may take as long as it takes */
 	pthread_mutex_lock(&pool.lock);
 	if (pool.len >= QUEUE_MAX || pool.stop) {
 		pthread_mutex_unlock(&pool.lock);
@@ -827,8 +830,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct request *rq = *con_cls;
 	(void)cls;
-	(void)conn;
 	(void)toe;
+	connguard_completed(conn);
 	if (rq) {
 		if (rq->queued)
 			atomic_fetch_sub(&pool.inflight, 1);
@@ -895,15 +898,27 @@ int api_worker(const struct api_config *c, int listen_fd, int ready_fd)
 						  .flags = HC_LOAD_BACKGROUND};
 	}
 
-	/* Connections are file descriptors: let each worker have all it may. */
+	/*
+	 * Connections are file descriptors, two each (the guard keeps a dup):
+	 * let each worker have all it may.
+	 */
 	struct rlimit nofile;
-	unsigned conn_limit = 1000;
+	unsigned conn_limit = 500;
 	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
 		nofile.rlim_cur = nofile.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &nofile);
 		if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > 128)
-			conn_limit = nofile.rlim_cur > 65536 ? 65536 - 64
-							     : (unsigned)nofile.rlim_cur - 64;
+			conn_limit = nofile.rlim_cur > 65536 ? (65536 - 64) / 2
+							     : ((unsigned)nofile.rlim_cur - 64) / 2;
+	}
+	if (c->conn_limit && c->conn_limit < conn_limit)
+		conn_limit = c->conn_limit;
+	struct connguard *guard = NULL;
+	int grc = connguard_start(&guard, conn_limit, c->request_timeout_ms);
+	if (grc < 0) {
+		fprintf(stderr, "product-api: worker %u: connection guard: %s\n", c->worker,
+			strerror(-grc));
+		return 1;
 	}
 
 	pool.threads = calloc(c->threads, sizeof(*pool.threads));
@@ -913,17 +928,21 @@ int api_worker(const struct api_config *c, int listen_fd, int ready_fd)
 	if (pool.nthreads < c->threads) {
 		fprintf(stderr, "product-api: worker %u: started %u of %u threads\n", c->worker,
 			pool.nthreads, c->threads);
+		connguard_stop(guard);
 		return 1;
 	}
 	struct MHD_Daemon *d = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 			MHD_USE_ERROR_LOG,
 		0, NULL, NULL, on_request, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-		MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED,
-		on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+		MHD_OPTION_CONNECTION_LIMIT, conn_limit + CONNGUARD_HEADROOM,
+		MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)64 * 1024, MHD_OPTION_NOTIFY_CONNECTION, connguard_notify, guard,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+		mhd_log, NULL, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "product-api: worker %u: libmicrohttpd did not start\n", c->worker);
+		connguard_stop(guard);
 		return 1;
 	}
 	if (write(ready_fd, "r", 1) != 1)
@@ -950,6 +969,7 @@ int api_worker(const struct api_config *c, int listen_fd, int ready_fd)
 	for (int i = 0; i < 300 && atomic_load(&pool.inflight); i++)
 		nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
 	MHD_stop_daemon(d);
+	connguard_stop(guard);
 	free(pool.threads);
 	hc_close(cache);
 	return 0;

@@ -33,6 +33,8 @@ struct api_config {
 	const char *host;    /* X-Host label (two hosts in one demo) */
 	unsigned workers, threads, worker;
 	unsigned ttl_ms, stale_ms, error_ms, negative_ttl_ms;
+	unsigned conn_limit;	     /* per worker, waiting for a request; 0: from RLIMIT_NOFILE */
+	unsigned request_timeout_ms; /* to deliver a whole request (slowloris) */
 	struct db_config db;
 	struct api_shared *shared;
 };

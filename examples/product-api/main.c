@@ -54,6 +54,11 @@ static void usage(FILE *f)
 	      "      --negative-ttl-ms MS how long an unknown id is remembered (default 5000)\n"
 	      "      --host LABEL         X-Host response header (tells hosts apart in a demo)\n"
 	      "      --port-file FILE     write the port to FILE once every worker accepts\n"
+	      "      --conn-limit N       connections per worker waiting for their request;\n"
+	      "                           beyond it the slowest is closed (default: what\n"
+	      "                           the open-files limit allows)\n"
+	      "      --request-timeout S  seconds a connection has to send a whole request\n"
+	      "                           (default 10)\n"
 	      "  -h, --help               this help\n"
 	      "\n"
 	      "Endpoints: GET /products/{id}, GET /products?ids=1,2,3, PUT /products/{id}\n"
@@ -200,7 +205,9 @@ int main(int argc, char **argv)
 		O_ERROR,
 		O_NEG,
 		O_HOST,
-		O_PORT_FILE
+		O_PORT_FILE,
+		O_CONN_LIMIT,
+		O_REQ_TIMEOUT
 	};
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -218,6 +225,8 @@ int main(int argc, char **argv)
 		{"negative-ttl-ms", required_argument, NULL, O_NEG},
 		{"host", required_argument, NULL, O_HOST},
 		{"port-file", required_argument, NULL, O_PORT_FILE},
+		{"conn-limit", required_argument, NULL, O_CONN_LIMIT},
+		{"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -236,6 +245,7 @@ int main(int argc, char **argv)
 		.stale_ms = 30000,
 		.error_ms = 300000,
 		.negative_ttl_ms = 5000,
+		.request_timeout_ms = 10000,
 		.db = {.path = "products.db"},
 	};
 	int ch;
@@ -285,6 +295,13 @@ int main(int argc, char **argv)
 			break;
 		case O_PORT_FILE:
 			port_file = optarg;
+			break;
+		case O_CONN_LIMIT:
+			cfg.conn_limit = parse_num("--conn-limit", optarg, 1, 65536);
+			break;
+		case O_REQ_TIMEOUT:
+			cfg.request_timeout_ms =
+				parse_num("--request-timeout", optarg, 1, 3600) * 1000u;
 			break;
 		case 'h':
 			usage(stdout);
