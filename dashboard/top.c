@@ -110,6 +110,7 @@ struct view {
 
 struct top {
 	/* options */
+	char env_token[512]; /* HOSTCACHE_DASH_TOKEN, taken out of the environment */
 	const char *name;
 	uint32_t interval_ms;
 	long iterations; /* batch mode: intervals to print; -1: the screen */
@@ -1290,10 +1291,30 @@ static int parse_args(struct top *t, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * The token from HOSTCACHE_DASH_TOKEN into @buf, then wiped from this
+ * process's environment: unsetenv() alone would leave its bytes in
+ * /proc/PID/environ.  0 (buf "" when unset), or -E2BIG when it does not fit.
+ */
+static int take_env_token(char *buf, size_t cap)
+{
+	char *env = getenv("HOSTCACHE_DASH_TOKEN");
+	buf[0] = '\0';
+	if (!env)
+		return 0;
+	size_t len = strlen(env);
+	int rc = len < cap ? 0 : -E2BIG;
+	if (rc == 0)
+		memcpy(buf, env, len + 1);
+	explicit_bzero(env, len);
+	unsetenv("HOSTCACHE_DASH_TOKEN");
+	return rc;
+}
+
 static int start_http(struct top *t)
 {
 	char token[512];
-	const char *tok = getenv("HOSTCACHE_DASH_TOKEN");
+	const char *tok = t->env_token;
 	if (t->token_file) {
 		int rc = read_token(t->token_file, token, sizeof(token));
 		if (rc < 0) {
@@ -1307,7 +1328,8 @@ static int start_http(struct top *t)
 		tok = NULL;
 	struct dash_http_opts o = {.bind = t->http_addr, .token = tok, .sample_ms = t->interval_ms};
 	int rc = dash_http_start(t->cache, &o, &t->http);
-	memset(token, 0, sizeof(token));
+	explicit_bzero(token, sizeof(token));
+	explicit_bzero(t->env_token, sizeof(t->env_token));
 	if (rc < 0) {
 		fprintf(stderr, "hostcache-top: HTTP dashboard on '%s' failed: %s\n", t->http_addr,
 			hc_strerror(rc));
@@ -1329,6 +1351,11 @@ int main(int argc, char **argv)
 		.iterations = -1,
 		.sort = SORT_REQUESTS,
 	};
+	if (take_env_token(t.env_token, sizeof(t.env_token)) < 0) {
+		fprintf(stderr, "hostcache-top: HOSTCACHE_DASH_TOKEN is longer than %zu bytes\n",
+			sizeof(t.env_token) - 1);
+		return TOP_EXIT_USAGE;
+	}
 	int rc = parse_args(&t, argc, argv);
 	if (rc)
 		return rc < 0 ? TOP_EXIT_OK : rc;

@@ -114,6 +114,10 @@ step "segment with 5 entries, 3 L1 hits and 1 miss on product, 1 miss on user"
 
 start_top top "HOSTCACHE_DASH_TOKEN=$TOKEN"
 step "hostcache-top serves on 127.0.0.1:$PORT"
+top_pid=${PIDS[${#PIDS[@]}-1]}
+grep -qaF -- "$TOKEN" "/proc/$top_pid/environ" && fail "the token is still in /proc/PID/environ"
+grep -qaF -- "$TOKEN" "/proc/$top_pid/cmdline" && fail "the token is in /proc/PID/cmdline"
+step "the token from HOSTCACHE_DASH_TOKEN is wiped from the environment"
 
 # ---- the page ----
 
