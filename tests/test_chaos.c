@@ -143,11 +143,16 @@ static uint32_t key_id(const void *key, size_t klen)
 static __thread uint64_t t_rng;	      /* per thread: the refresher runs loaders too */
 static __thread uint64_t t_loader_ns; /* time this thread spent in our loaders */
 
+/* The origin's latency: 2..LOADER_MS_MAX ms per call. */
+static void origin_latency(void)
+{
+	tu_sleep_ms(2 + (unsigned)(tu_rand(&t_rng) % (LOADER_MS_MAX - 1)));
+}
+
 /* One origin value for key @k into @buf; the rc a loader reports for it. */
 static int origin(uint32_t k, uint8_t *buf, size_t *n)
 {
 	uint64_t r = tu_rand(&t_rng);
-	tu_sleep_ms(2 + (unsigned)(r % (LOADER_MS_MAX - 1)));
 	if (k % NEGATIVE_EVERY == 0)
 		return HC_E_NOTFOUND;
 	if ((r >> 8) % 25 == 0)
@@ -166,6 +171,7 @@ static int loader(void *ctx, const void *key, size_t klen, struct hc_load *ld)
 	add(&sh->loader_keys, 1);
 	static __thread uint8_t val[VMAX];
 	size_t n = 0;
+	origin_latency();
 	int rc = origin(key_id(key, klen), val, &n);
 	if (rc == 0)
 		rc = hc_load_value(ld, val, n);
@@ -181,20 +187,12 @@ static int batch_loader(void *ctx, const struct hc_batch_item *const *items, siz
 	add(&sh->loader_calls, 1);
 	add(&sh->loader_keys, n);
 	static uint8_t val[VMAX];
-	uint64_t r = tu_rand(&t_rng);
-	tu_sleep_ms(2 + (unsigned)(r % (LOADER_MS_MAX - 1)));
+	origin_latency(); /* one query for the batch */
 	for (size_t i = 0; i < n; i++) {
-		uint32_t k = key_id(items[i]->key, items[i]->klen);
-		r = tu_rand(&t_rng);
-		if (k % NEGATIVE_EVERY == 0) {
-			rc[i] = HC_E_NOTFOUND;
-		} else if ((r >> 8) % 25 == 0) {
-			rc[i] = -EIO;
-		} else {
-			size_t len =
-				tu_make_value(val, 16 + (r >> 16) % 3000, k, (uint32_t)(r >> 32));
+		size_t len = 0;
+		rc[i] = origin(key_id(items[i]->key, items[i]->klen), val, &len);
+		if (rc[i] == 0)
 			rc[i] = hc_load_value(&lds[i], val, len);
-		}
 	}
 	t_loader_ns += tu_now_ns() - t0;
 	return 0;
