@@ -395,13 +395,14 @@ static void test_swr(void)
 {
 	const char *name;
 	struct hc_cache *c = seg_open("load-swr", &name);
-	struct hc_load_opts o = {.ttl_ms = 50, .stale_ms = 5000};
+	/* a TTL that outlives the checks after the refresh, under valgrind too */
+	struct hc_load_opts o = {.ttl_ms = 250, .stale_ms = 5000};
 	char buf[256];
 	size_t n;
 	struct hc_meta m;
 	struct lctx old = {.val = "old"};
 	CHECK_RC(gol(c, "swr:1", &old, &o, buf, sizeof(buf), &n, &m), 0);
-	tu_sleep_ms(100);
+	tu_sleep_ms(300);
 
 	struct lctx fresh = {.val = "new", .sleep_ms = 300};
 	pthread_barrier_t bar;
@@ -435,8 +436,8 @@ static void test_swr(void)
 	}
 	/*
 	 * After the refresh: the new value, fresh, from L1.  The refresh took
-	 * 300 ms for a 50 ms TTL, so XFetch would very likely recompute it
-	 * early (P = e^(-50/300)): this read turns XFetch off.
+	 * 300 ms for a 250 ms TTL, so XFetch would likely recompute it early
+	 * (P = e^(-250/300)): this read turns XFetch off.
 	 */
 	CHECK_RC(hc_get_ex(c, "swr:1", 5, buf, sizeof(buf), &n, &m, 0), 0);
 	CHECK(is_str(buf, n, "new") && m.compute_ms >= 299 && m.ttl_left_ms > 0);
