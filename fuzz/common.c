@@ -96,6 +96,35 @@ static size_t exchange(int fd, const uint8_t *data, size_t size, char *buf, size
 	return got;
 }
 
+/*
+ * connect() that a signal does not cut short (libFuzzer's timers interrupt
+ * it when the server's backlog is full): the connection goes on in the
+ * background, so wait for it and take its outcome.  0, or -1 with errno.
+ */
+static int connect_loopback(int fd, const struct sockaddr_in *sa)
+{
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+		return 0;
+	if (errno != EINTR)
+		return -1;
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		int n = poll(&pfd, 1, 10000);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			errno = ETIMEDOUT;
+		if (n <= 0)
+			return -1;
+		int err = 0;
+		socklen_t len = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+			return -1;
+		errno = err;
+		return err ? -1 : 0;
+	}
+}
+
 size_t fuzz_http_exchange(int port, const uint8_t *data, size_t size, char *buf, size_t cap,
 			  int timeout_ms)
 {
@@ -106,7 +135,7 @@ size_t fuzz_http_exchange(int port, const uint8_t *data, size_t size, char *buf,
 		perror("fuzz: socket");
 		abort();
 	}
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	if (connect_loopback(fd, &sa) != 0) {
 		fprintf(stderr, "fuzz: the server at port %d does not accept: %s\n", port,
 			strerror(errno));
 		abort();
