@@ -308,6 +308,7 @@ struct job {
 };
 
 struct hc_refresher {
+	struct hc_cache *c;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t thread;
@@ -316,10 +317,14 @@ struct hc_refresher {
 	struct job *head, *tail;
 };
 
+/*
+ * The thread gets its record, not the handle: hc_refresher_stop() clears
+ * c->bg before it joins, possibly before this thread has run at all.
+ */
 static void *refresher_main(void *arg)
 {
-	struct hc_cache *c = arg;
-	struct hc_refresher *bg = c->bg;
+	struct hc_refresher *bg = arg;
+	struct hc_cache *c = bg->c;
 	pthread_mutex_lock(&bg->lock);
 	for (;;) {
 		while (!bg->stop && !bg->head)
@@ -361,10 +366,11 @@ static bool refresh_later(struct hc_cache *c, struct hc_fl *fl, const void *key,
 	if (!c->bg) {
 		struct hc_refresher *bg = calloc(1, sizeof(*bg));
 		if (bg) {
+			bg->c = c;
 			pthread_mutex_init(&bg->lock, NULL);
 			pthread_cond_init(&bg->cond, NULL);
 			c->bg = bg;
-			if (pthread_create(&bg->thread, NULL, refresher_main, c) != 0) {
+			if (pthread_create(&bg->thread, NULL, refresher_main, bg) != 0) {
 				c->bg = NULL;
 				free(bg);
 			}

@@ -520,6 +520,47 @@ static void test_background(void)
 }
 
 /*
+ * hc_close right after the call that started the refresher thread: the
+ * thread may not have run yet when the handle lets go of it (it once read
+ * the handle's cleared pointer and crashed).  Every queued refresh ends,
+ * loaded or not, and no flight stays held.
+ */
+static void test_background_close(void)
+{
+	const char *name;
+	struct hc_cache *c = seg_open("load-bgc", &name);
+	enum { N = 200 };
+	struct hc_set_opts so = {.ttl_ms = 1, .stale_ms = 60000};
+	char key[32], buf[64];
+	for (int i = 0; i < N; i++) {
+		int kl = snprintf(key, sizeof(key), "bgc:%d", i);
+		CHECK_RC(hc_set_ex(c, key, (size_t)kl, "old", 3, &so), 0);
+	}
+	tu_sleep_ms(5);
+	struct hc_load_opts o = {.ttl_ms = 60000, .stale_ms = 60000, .flags = HC_LOAD_BACKGROUND};
+	struct lctx x = {.val = "new"};
+	int stale = 0;
+	for (int i = 0; i < N; i++) {
+		struct hc_cache *h;
+		REQUIRE(hc_open(name, &(struct hc_options){0}, &h) == 0);
+		snprintf(key, sizeof(key), "bgc:%d", i);
+		size_t n;
+		struct hc_meta m;
+		CHECK_RC(gol(h, key, &x, &o, buf, sizeof(buf), &n, &m), 0);
+		stale += m.source == HC_SRC_STALE;
+		hc_close(h);
+	}
+	struct hc_stats st;
+	CHECK_RC(hc_stats(c, &st), 0);
+	printf("background close: %d stale answers, %d refreshes loaded before their handle "
+	       "closed, %u flights active\n",
+	       stale, x.calls, st.flights_active);
+	CHECK(stale == N);
+	CHECK(st.flights_active == 0);
+	seg_close(c, name);
+}
+
+/*
  * hc_mark_stale (the agent's rule for lost invalidation events): fresh
  * entries become stale at once and keep their stale window, so plain reads
  * miss, hc_get_or_load serves them stale while one refresh runs, and the
@@ -1176,6 +1217,7 @@ int main(void)
 	test_errors();
 	test_swr();
 	test_background();
+	test_background_close();
 	test_mark_stale();
 	test_coalesce();
 	test_xfetch();
