@@ -739,6 +739,17 @@ static void print_commandstats(const char *what, const char *before, const char 
 	printf("\n");
 }
 
+/*
+ * Under ThreadSanitizer the agent runs 5-15 times slower and now and then
+ * sends one batch as two pipelines: one round trip of slack there.  The
+ * other builds hold the exact counts.
+ */
+#ifdef __SANITIZE_THREAD__
+#define RT_SLACK 1
+#else
+#define RT_SLACK 0
+#endif
+
 /* 4. Batched loading: one batch-loader call, one L2 read and one L2 write round trip. */
 static void test_batch(void)
 {
@@ -794,7 +805,7 @@ static void test_batch(void)
 	       "read, one write)\n",
 	       (unsigned long long)rt, (unsigned long long)cmds);
 	print_commandstats("batch: A", info0, info1);
-	CHECK(rt >= 1 && rt <= 2);
+	CHECK(rt >= 1 && rt <= 2 + RT_SLACK);
 
 	/* the same keys on B: all from L2, one round trip */
 	uint64_t brt0 = ctr(B, HC_AG_ROUND_TRIPS), bcmd0 = ctr(B, HC_AG_COMMANDS);
@@ -818,7 +829,7 @@ static void test_batch(void)
 	CHECK(sh->batch_ret == NBATCH);
 	CHECK(l2 == NBATCH);
 	CHECK(sh->batch_calls == calls0 && sh->batch_keys == keys0);
-	CHECK(brt == 1);
+	CHECK(brt >= 1 && brt <= 1 + RT_SLACK);
 	sc_end(&s);
 }
 
