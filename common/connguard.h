@@ -13,10 +13,11 @@
  *     end of its previous request (keep-alive), to deliver a whole request:
  *     request line, headers and body.  A watchdog thread shuts down the
  *     sockets of those past it, every 100 ms.
- *  2. Eviction.  When more than @limit connections are open, the one that
- *     has waited longest for its request is shut down to make room, so a
- *     newcomer that sends its request at once is served even while every
- *     slot is held by slow clients.  MHD's own limit is set
+ *  2. Eviction.  When a newcomer makes more than @limit connections wait
+ *     for their request, the one that has waited longest is shut down to
+ *     make room, so a newcomer that sends its request at once is served
+ *     even while every slot is held by slow clients.  Connections whose
+ *     request is being answered do not count.  MHD's own limit is set
  *     CONNGUARD_HEADROOM above @limit, so that newcomers are accepted.
  *
  * A connection whose request has arrived (connguard_received: it is being
@@ -78,7 +79,7 @@ struct connguard {
 	uint64_t deadline_ms;
 	struct connguard_conn head; /* circular list of open connections */
 	uint64_t open;		    /* connections in the list */
-	uint64_t active;	    /* of which not shut down */
+	uint64_t waiting;	    /* of which waiting for a request, not shut down */
 	uint64_t expired, evicted;
 };
 
@@ -89,11 +90,18 @@ static inline uint64_t connguard_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Is @c counted in g->waiting? */
+static inline bool connguard_waiting(const struct connguard_conn *c)
+{
+	return !c->shut && c->since_ms;
+}
+
 static inline void connguard_shut(struct connguard *g, struct connguard_conn *c)
 {
+	if (connguard_waiting(c))
+		g->waiting--;
 	shutdown(c->fd, SHUT_RDWR);
 	c->shut = true;
-	g->active--;
 }
 
 static inline void *connguard_watchdog(void *arg)
@@ -102,14 +110,15 @@ static inline void *connguard_watchdog(void *arg)
 	pthread_mutex_lock(&g->lock);
 	while (!g->stop) {
 		uint64_t now = connguard_now_ms();
-		for (struct connguard_conn *c = g->head.next; c != &g->head; c = c->next) {
-			if (!c->shut && c->since_ms && now - c->since_ms >= g->deadline_ms) {
+		for (struct connguard_conn *c = g->head.next; c != &g->head && g->deadline_ms;
+		     c = c->next) {
+			if (connguard_waiting(c) && now - c->since_ms >= g->deadline_ms) {
 				connguard_shut(g, c);
 				g->expired++;
 			}
 		}
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
+		struct timespec ts; /* the condition variable's clock: monotonic */
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += 100 * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
@@ -123,19 +132,30 @@ static inline void *connguard_watchdog(void *arg)
 
 /*
  * Start a guard: at most @limit connections waiting for their request, each
- * for at most @deadline_ms.  Returns 0 or -errno.
+ * for at most @deadline_ms (0: no deadline, eviction only).  Returns 0 or
+ * -errno.
  */
 static inline int connguard_start(struct connguard **out, unsigned limit, unsigned deadline_ms)
 {
 	struct connguard *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
-	pthread_mutex_init(&g->lock, NULL);
-	pthread_cond_init(&g->wake, NULL);
+	pthread_condattr_t ca;
+	int rc = pthread_condattr_init(&ca);
+	if (!rc)
+		rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!rc)
+		rc = pthread_cond_init(&g->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	if (rc) {
+		free(g);
+		return -rc;
+	}
+	pthread_mutex_init(&g->lock, NULL); /* default attributes: cannot fail on Linux */
 	g->limit = limit;
 	g->deadline_ms = deadline_ms;
 	g->head.next = g->head.prev = &g->head;
-	int rc = pthread_create(&g->watchdog, NULL, connguard_watchdog, g);
+	rc = pthread_create(&g->watchdog, NULL, connguard_watchdog, g);
 	if (rc) {
 		pthread_cond_destroy(&g->wake);
 		pthread_mutex_destroy(&g->lock);
@@ -189,11 +209,11 @@ static inline void connguard_started(struct connguard *g, struct MHD_Connection 
 	g->head.prev->next = c;
 	g->head.prev = c;
 	g->open++;
-	g->active++;
-	if (g->active > g->limit) {
+	g->waiting++;
+	if (g->waiting > g->limit) {
 		struct connguard_conn *oldest = NULL;
 		for (struct connguard_conn *o = g->head.next; o != c; o = o->next)
-			if (!o->shut && o->since_ms && (!oldest || o->since_ms < oldest->since_ms))
+			if (connguard_waiting(o) && (!oldest || o->since_ms < oldest->since_ms))
 				oldest = o;
 		if (oldest) {
 			connguard_shut(g, oldest);
@@ -220,8 +240,8 @@ static inline void connguard_notify(void *cls, struct MHD_Connection *conn, void
 	c->next->prev = c->prev;
 	c->prev->next = c->next;
 	g->open--;
-	if (!c->shut)
-		g->active--;
+	if (connguard_waiting(c))
+		g->waiting--;
 	pthread_mutex_unlock(&g->lock);
 	close(c->fd);
 	free(c);
@@ -235,9 +255,14 @@ static inline void connguard_set_since(struct MHD_Connection *conn, bool waiting
 	struct connguard_conn *c = ci ? ci->socket_context : NULL;
 	if (!c)
 		return;
-	pthread_mutex_lock(&c->g->lock);
+	struct connguard *g = c->g;
+	pthread_mutex_lock(&g->lock);
+	if (connguard_waiting(c))
+		g->waiting--;
 	c->since_ms = waiting ? connguard_now_ms() : 0;
-	pthread_mutex_unlock(&c->g->lock);
+	if (connguard_waiting(c))
+		g->waiting++;
+	pthread_mutex_unlock(&g->lock);
 }
 
 /* The request on @conn has arrived whole: its deadline stops. */

@@ -37,8 +37,9 @@
  * header block does not fit CONN_MEMORY are refused by libmicrohttpd
  * itself.  Slow clients (slowloris): a connection has REQUEST_DEADLINE_MS to
  * deliver a whole request, and when CONN_LIMIT connections wait for theirs
- * the slowest is shut down to make room for a newcomer (connguard.c).  When bound to a loopback address, a Host header that does not
- * name the loopback host is refused with 403 (DNS rebinding: a web page
+ * the slowest is shut down to make room for a newcomer (common/connguard.h).
+ * When bound to a loopback address, a Host header that does not name the
+ * loopback host is refused with 403 (DNS rebinding: a web page
  * must not read the statistics through a name it controls).
  *
  * /api/stats, version 1.  The snapshot uses the field names of
@@ -115,7 +116,7 @@
 #define BODY_CUT (1024 * 1024)	/* ... and beyond this the connection is closed */
 #define URL_MAX 1024		/* longer request targets get 414 */
 #define CONN_MEMORY (32 * 1024) /* per connection: request line, headers, buffers */
-#define CONN_LIMIT 64u	   /* waiting for their request; the slowest makes room (connguard.c) */
+#define CONN_LIMIT 64u	   /* waiting for their request; the slowest makes room (connguard.h) */
 #define CONN_TIMEOUT_S 30u /* inactivity */
 #define REQUEST_DEADLINE_MS 10000u	       /* to deliver a whole request (slowloris) */
 #define SAMPLE_MIN_MS 100u		       /* the model merges samples closer than that */

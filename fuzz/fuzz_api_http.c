@@ -76,6 +76,8 @@ static void setup(void)
 				  .stale_ms = 10000,
 				  .error_ms = 5000,
 				  .negative_ttl_ms = 1000,
+				  .conn_limit = 64,
+				  .request_timeout_ms = 10000, /* the product-api default */
 				  .db = {.path = db_path, .counters = &shared.db},
 				  .shared = &shared};
 
