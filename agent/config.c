@@ -424,23 +424,25 @@ static char *take_env_secret(const char *name)
 	return secret;
 }
 
+/* Wipe and free a secret (NULL is fine); *@sp becomes NULL. */
+static void drop_secret(char **sp)
+{
+	if (*sp) {
+		explicit_bzero(*sp, strlen(*sp));
+		free(*sp);
+		*sp = NULL;
+	}
+}
+
 void agent_config_wipe_token(void)
 {
-	if (agent_conf.dash_token) {
-		explicit_bzero(agent_conf.dash_token, strlen(agent_conf.dash_token));
-		free(agent_conf.dash_token);
-		agent_conf.dash_token = NULL;
-	}
+	drop_secret(&agent_conf.dash_token);
 }
 
 void agent_config_free(void)
 {
-	if (agent_conf.password) {
-		explicit_bzero(agent_conf.password, strlen(agent_conf.password));
-		free(agent_conf.password);
-		agent_conf.password = NULL;
-	}
-	agent_config_wipe_token();
+	drop_secret(&agent_conf.password);
+	drop_secret(&agent_conf.dash_token);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -617,15 +619,24 @@ void agent_config_parse(int argc, char **argv)
 	else
 		parse_redis_url("default", DEFAULT_REDIS);
 
-	if (late.password_file)
+	/* both variables leave the environment whether or not they are used */
+	char *env_password = take_env_secret("HOSTCACHE_REDIS_PASSWORD");
+	char *env_token = take_env_secret("HOSTCACHE_DASH_TOKEN");
+	if (late.password_file) {
 		agent_conf.password = read_secret_file("--password-file", "password",
 						       late.password_file, 1000, false);
-	else
-		agent_conf.password = take_env_secret("HOSTCACHE_REDIS_PASSWORD");
-	if (late.token_file)
+		drop_secret(&env_password);
+	} else {
+		agent_conf.password = env_password;
+	}
+	if (late.token_file) {
 		agent_conf.dash_token = read_secret_file("--http-token-file", "token",
 							 late.token_file, AGENT_TOKEN_MAX, true);
-	else if (agent_conf.http_addr[0])
-		agent_conf.dash_token = take_env_secret("HOSTCACHE_DASH_TOKEN");
+		drop_secret(&env_token);
+	} else if (agent_conf.http_addr[0]) {
+		agent_conf.dash_token = env_token;
+	} else {
+		drop_secret(&env_token);
+	}
 	agent_conf.prefix_len = strlen(agent_conf.prefix);
 }

@@ -1351,14 +1351,18 @@ int main(int argc, char **argv)
 		.iterations = -1,
 		.sort = SORT_REQUESTS,
 	};
-	if (take_env_token(t.env_token, sizeof(t.env_token)) < 0) {
+	/* out of the environment whether or not --http will use it */
+	int token_rc = take_env_token(t.env_token, sizeof(t.env_token));
+	int rc = parse_args(&t, argc, argv);
+	if (rc)
+		return rc < 0 ? TOP_EXIT_OK : rc;
+	if (!t.http_addr) {
+		explicit_bzero(t.env_token, sizeof(t.env_token));
+	} else if (token_rc < 0 && !t.token_file) {
 		fprintf(stderr, "hostcache-top: HOSTCACHE_DASH_TOKEN is longer than %zu bytes\n",
 			sizeof(t.env_token) - 1);
 		return TOP_EXIT_USAGE;
 	}
-	int rc = parse_args(&t, argc, argv);
-	if (rc)
-		return rc < 0 ? TOP_EXIT_OK : rc;
 
 	setlocale(LC_ALL, "");
 	t.utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
