@@ -79,6 +79,8 @@ static inline void track_file(const char *path)
 			return;
 		}
 	}
+	fprintf(stderr, "too many files to track for cleanup\n");
+	exit(1);
 }
 
 /* Kill what is left, remove segments and files.  Async-signal-safe enough:
@@ -283,6 +285,9 @@ static inline void print_tail(const char *path, const char *tag, int lines)
 	if (!f)
 		return;
 	static char buf[1 << 20];
+	/* the last megabyte of a longer log */
+	if (fseek(f, -(long)(sizeof(buf) - 1), SEEK_END) != 0)
+		rewind(f);
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
@@ -643,6 +648,8 @@ static inline void track_segment(const char *name)
 			return;
 		}
 	}
+	fprintf(stderr, "too many segments to track for cleanup\n");
+	exit(1);
 }
 
 static inline void untrack_segment(const char *name)

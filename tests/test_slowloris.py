@@ -155,7 +155,8 @@ def attack(name, pid, port, limit, deadline_s, rss_bound_kb):
     # 1. the legitimate client was answered throughout
     bad = [r for r in results if r[0] != 200 or r[1] > LEGIT_BOUND_S]
     worst = max(r[1] for r in results)
-    check(len(results) >= deadline_s, "%s: only %d legitimate requests" % (name, len(results)))
+    # two a second while the pressure lasts (deadline + 2 s): at least half that
+    check(len(results) >= deadline_s + 2, "%s: only %d legitimate requests" % (name, len(results)))
     check(not bad, "%s: legitimate requests not answered 200 within %.1f s: %s" %
           (name, LEGIT_BOUND_S, bad[:5]))
     ok("%s: %d legitimate GET /healthz during the attack: all 200, slowest %.0f ms "
@@ -175,10 +176,12 @@ def attack(name, pid, port, limit, deadline_s, rss_bound_kb):
     late = [(a.kind, round(a.closed - a.opened, 2)) for a in attackers
             if a.closed - a.opened > deadline_s + CLOSE_SLACK_S]
     check(not late, "%s: closed after the deadline: %s" % (name, late[:5]))
-    early = sum(1 for x in lives if x < deadline_s - 1)
-    check(early >= n - limit - 2 * 8,
-          "%s: only %d of the %d connections beyond the limit were closed early" %
-          (name, early, n - limit))
+    # of the first 2 x limit, those beyond the limit make room at once
+    first = attackers[:n]
+    early = sum(1 for a in first if a.closed - a.opened < deadline_s - 1)
+    check(early >= n - limit - 8,
+          "%s: only %d of the first %d connections were closed before the deadline "
+          "(%d beyond the limit)" % (name, early, n, n - limit))
     n = len(attackers)
     trickled = max(a.sent for a in attackers)
     by_kind = {k: max(a.closed - a.opened for a in attackers if a.kind == k) for k in kinds}
