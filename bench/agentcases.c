@@ -98,6 +98,7 @@
 
 #include "bench.h"
 #include "rng.h"
+#include "spawn.h"
 
 #define AG_CHANNEL "cache_invalidation"
 #define AG_SEG_SIZE (64 * MIB)
@@ -166,24 +167,6 @@ static void env_cleanup(void)
 	}
 }
 
-static bool find_in_path(const char *prog, char *out, size_t cap)
-{
-	const char *path = getenv("PATH");
-	if (!path || !*path)
-		path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-	while (*path) {
-		const char *end = strchr(path, ':');
-		size_t n = end ? (size_t)(end - path) : strlen(path);
-		if (n) {
-			snprintf(out, cap, "%.*s/%s", (int)n, path, prog);
-			if (access(out, X_OK) == 0)
-				return true;
-		}
-		path += n + (end ? 1 : 0);
-	}
-	return false;
-}
-
 /* redis-server in PATH and the agent next to us?  Says so once if not. */
 static bool have_programs(void)
 {
@@ -191,7 +174,7 @@ static bool have_programs(void)
 	if (found >= 0)
 		return found;
 	found = 0;
-	if (!find_in_path("redis-server", env.redis_path, sizeof(env.redis_path))) {
+	if (!hc_find_in_path("redis-server", env.redis_path, sizeof(env.redis_path))) {
 		fprintf(stderr, "# skipped: redis-server not found\n");
 		return false;
 	}
@@ -231,23 +214,8 @@ static pid_t spawn(char *const argv[], const char *log)
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != main_pid)
-			_exit(126);
-		int in = open("/dev/null", O_RDONLY);
-		int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (in < 0 || out < 0)
-			_exit(126);
-		dup2(in, 0);
-		dup2(out, 1);
-		dup2(out, 2);
-		unsetenv("HOSTCACHE_REDIS_PASSWORD");
-		unsetenv("HOSTCACHE_REDIS");
-		unsetenv("HOSTCACHE_NAME");
-		execv(argv[0], argv);
-		_exit(127);
-	}
+	if (pid == 0)
+		hc_exec_child(argv, log, main_pid);
 	return pid;
 }
 

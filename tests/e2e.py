@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -104,6 +105,11 @@ class Procs:
                 except OSError:
                     return ""
         return ""
+
+    def print_logs(self, tail=2000):
+        """The end of every process's log, on stderr (after a failure)."""
+        for n, _, _ in self.procs:
+            print("---- %s ----\n%s" % (n, self.log(n)[-tail:]), file=sys.stderr)
 
     def alive(self, name, p):
         if p.poll() is not None:

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "spawn.h"
 #include "testutil.h"
 
 #define PFX "hc:" /* the agents' --prefix for keys in Redis */
@@ -197,24 +198,6 @@ static inline void log_stderr(void *ctx, int level, const char *msg)
 		fprintf(stderr, "hostcache[%d]: %s\n", (int)getpid(), msg);
 }
 
-static inline bool find_in_path(const char *prog, char *out, size_t cap)
-{
-	const char *path = getenv("PATH");
-	if (!path || !*path)
-		path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-	while (*path) {
-		const char *end = strchr(path, ':');
-		size_t n = end ? (size_t)(end - path) : strlen(path);
-		if (n) {
-			snprintf(out, cap, "%.*s/%s", (int)n, path, prog);
-			if (access(out, X_OK) == 0)
-				return true;
-		}
-		path += n + (end ? 1 : 0);
-	}
-	return false;
-}
-
 /* ---------------------------------------------------------------------- */
 /* Child processes                                                         */
 
@@ -227,23 +210,8 @@ static inline pid_t spawn(char *const argv[], const char *log)
 	fflush(NULL);
 	pid_t pid = fork();
 	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != main_pid)
-			_exit(126);
-		int in = open("/dev/null", O_RDONLY);
-		int out = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (in < 0 || out < 0)
-			_exit(126);
-		dup2(in, 0);
-		dup2(out, 1);
-		dup2(out, 2);
-		unsetenv("HOSTCACHE_REDIS_PASSWORD");
-		unsetenv("HOSTCACHE_REDIS");
-		unsetenv("HOSTCACHE_NAME");
-		execv(argv[0], argv);
-		_exit(127);
-	}
+	if (pid == 0)
+		hc_exec_child(argv, log, main_pid);
 	track_pid(pid);
 	if (log)
 		track_file(log);
@@ -674,8 +642,8 @@ static inline int harness_init(const char *prog, const char *agent)
 		fprintf(stderr, "%s: agent binary %s: %s\n", prog, agent_path, strerror(errno));
 		return 1;
 	}
-	if (!find_in_path("redis-server", redis_server_path, sizeof(redis_server_path)) ||
-	    !find_in_path("redis-cli", redis_cli_path, sizeof(redis_cli_path))) {
+	if (!hc_find_in_path("redis-server", redis_server_path, sizeof(redis_server_path)) ||
+	    !hc_find_in_path("redis-cli", redis_cli_path, sizeof(redis_cli_path))) {
 		printf("%s: SKIP: redis-server and redis-cli are needed (not found in PATH)\n",
 		       prog);
 		return 77;

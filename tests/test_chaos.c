@@ -108,6 +108,15 @@ static void add(uint64_t *p, uint64_t n)
 	__atomic_add_fetch(p, n, __ATOMIC_RELAXED);
 }
 
+/* Operations completed by every worker so far. */
+static uint64_t ops_done(void)
+{
+	uint64_t ops = 0;
+	for (int j = 0; j < OP_N; j++)
+		ops += __atomic_load_n(&sh->op[j].done, __ATOMIC_RELAXED);
+	return ops;
+}
+
 static void error_at(const char *what, uint32_t k, int rc)
 {
 	add(&sh->errors, 1);
@@ -483,12 +492,12 @@ int main(int argc, char **argv)
 
 	uint64_t rng = 0x5eed ^ (uint64_t)getpid();
 	uint64_t worker_kills = 0, agent_kills = 0, redis_restarts = 0;
-	uint64_t windows = 0, still_windows = 0;
 	uint64_t t_start = tu_now_ns(), end = t_start + (uint64_t)seconds * 1000000000u;
 	uint64_t redis_at = t_start + (uint64_t)seconds * 400000000u; /* 40 % in */
 	uint64_t next_agent_kill = t_start + 1000000000u + tu_rand(&rng) % 2000000000u;
 	uint64_t agent_back_at = 0;
-	uint64_t window_start = t_start, window_ops = 0;
+	struct tu_progress prog;
+	tu_progress_start(&prog, PROGRESS_MS * 1000000ull, 0);
 	bool agent_died = false;
 	while (tu_now_ns() < end) {
 		tu_sleep_ms(25 + (unsigned)(tu_rand(&rng) % 51)); /* ~50 ms */
@@ -525,16 +534,7 @@ int main(int argc, char **argv)
 			REQUIRE(redis_start() == 0);
 			redis_restarts++;
 		}
-		if (now - window_start >= PROGRESS_MS * 1000000ull) {
-			uint64_t ops = 0;
-			for (int j = 0; j < OP_N; j++)
-				ops += __atomic_load_n(&sh->op[j].done, __ATOMIC_RELAXED);
-			windows++;
-			if (ops == window_ops)
-				still_windows++;
-			window_ops = ops;
-			window_start = now;
-		}
+		tu_progress_tick(&prog, ops_done());
 	}
 	sh->stop = 1;
 	for (int i = 0; i < NWORKERS; i++) {
@@ -554,9 +554,7 @@ int main(int argc, char **argv)
 	REQUIRE(agent_ready(c, &ag) >= 0);
 
 	/* the figures */
-	uint64_t ops = 0;
-	for (int j = 0; j < OP_N; j++)
-		ops += sh->op[j].done;
+	uint64_t ops = ops_done();
 	struct hc_stats s;
 	CHECK_RC(hc_stats(c, &s), 0);
 	printf("chaos: %.1f s, %d workers: %llu operations (%.0f/s), %llu values checked, %llu "
@@ -583,7 +581,7 @@ int main(int argc, char **argv)
 	printf("chaos: max wait %.1f ms (bound %d), max read %.2f ms (bound %d), %llu of %llu "
 	       "%d ms windows without progress\n",
 	       sh->max_wait_ns / 1e6, WAIT_BOUND_MS, sh->max_read_ns / 1e6, READ_BOUND_MS,
-	       (unsigned long long)still_windows, (unsigned long long)windows, PROGRESS_MS);
+	       (unsigned long long)prog.still, (unsigned long long)prog.windows, PROGRESS_MS);
 	printf("chaos: agent: %llu reconnects, %llu resyncs, %llu ring drops, %llu L2 skipped, "
 	       "%llu L2 timeouts, %llu ring slots skipped, %llu HC_E_AGAIN; evictions %llu, "
 	       "slab moves %llu\n",
@@ -624,7 +622,7 @@ int main(int argc, char **argv)
 		 */
 		CHECK(sh->max_wait_ns < WAIT_BOUND_MS * 1000000ull);
 		CHECK(sh->max_read_ns < READ_BOUND_MS * 1000000ull);
-		CHECK(still_windows == 0);
+		CHECK(prog.still == 0);
 	}
 
 	/* the agent's maintenance catches up by itself */
@@ -684,16 +682,7 @@ int main(int argc, char **argv)
 
 	/* every key reads back whole or not at all */
 	static uint8_t buf[VMAX + 1];
-	for (uint32_t k = 0; k < NKEYS; k++) {
-		char key[16];
-		int kl = snprintf(key, sizeof(key), "c:%u", k);
-		size_t n;
-		int rc = hc_get(c, key, (size_t)kl, buf, sizeof(buf), &n);
-		if (rc == 0)
-			CHECK(tu_check_value(buf, n, k) == 0);
-		else
-			CHECK_RC(rc, HC_E_NOTFOUND);
-	}
+	tu_check_keys(c, "c:", NKEYS, buf, sizeof(buf));
 
 	hc_close(c);
 	CHECK_RC(hc_unlink(seg), 0);

@@ -163,10 +163,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NWORKERS; i++)
 		pids[i] = spawn(i);
 
-	uint64_t rng = 12345, kills = 0, windows = 0, still_windows = 0;
+	uint64_t rng = 12345, kills = 0;
 	uint64_t end = tu_now_ns() + (uint64_t)seconds * 1000000000u;
-	uint64_t window_start = tu_now_ns(),
-		 window_ops = __atomic_load_n(&sh->ops, __ATOMIC_RELAXED);
+	struct tu_progress prog;
+	tu_progress_start(&prog, 100000000u, __atomic_load_n(&sh->ops, __ATOMIC_RELAXED));
 	while (tu_now_ns() < end) {
 		tu_sleep_ms(3 + (unsigned)(tu_rand(&rng) % 13));
 		int i = (int)(tu_rand(&rng) % NWORKERS);
@@ -174,15 +174,7 @@ int main(int argc, char **argv)
 		REQUIRE(waitpid(pids[i], NULL, 0) == pids[i]);
 		pids[i] = spawn(i);
 		kills++;
-		uint64_t now = tu_now_ns();
-		if (now - window_start >= 100000000u) {
-			uint64_t ops = __atomic_load_n(&sh->ops, __ATOMIC_RELAXED);
-			windows++;
-			if (ops == window_ops)
-				still_windows++;
-			window_ops = ops;
-			window_start = now;
-		}
+		tu_progress_tick(&prog, __atomic_load_n(&sh->ops, __ATOMIC_RELAXED));
 	}
 	sh->stop = 1;
 	for (int i = 0; i < NWORKERS; i++) {
@@ -197,7 +189,7 @@ int main(int argc, char **argv)
 	       "without "
 	       "progress, %llu slots reaped, %llu blocks recovered, %llu slab moves\n",
 	       seconds, (unsigned long long)kills, (unsigned long long)sh->ops, sh->max_op_ns / 1e6,
-	       (unsigned long long)still_windows, (unsigned long long)windows,
+	       (unsigned long long)prog.still, (unsigned long long)prog.windows,
 	       (unsigned long long)s0.slots_reaped, (unsigned long long)s0.blocks_recovered,
 	       (unsigned long long)s0.slab_moves);
 	printf("crash: %llu loads, %llu single-flight leaders, %llu coalesced, %llu takeovers, "
@@ -213,7 +205,7 @@ int main(int argc, char **argv)
 		 * progress and latency bounds are not this run's to prove */
 		printf("crash: under valgrind: the progress and latency bounds are not checked\n");
 	} else {
-		CHECK(still_windows == 0);
+		CHECK(prog.still == 0);
 		/* a wait on a dead process would be unbounded; scheduling noise is not */
 		CHECK(sh->max_op_ns < 1000000000u);
 	}
@@ -243,16 +235,7 @@ int main(int argc, char **argv)
 
 	/* every key reads back whole or not at all */
 	static uint8_t buf[8192];
-	for (uint32_t k = 0; k < NKEYS; k++) {
-		char key[32];
-		int kl = snprintf(key, sizeof(key), "crash:%u", k);
-		size_t n;
-		int rc = hc_get(c, key, (size_t)kl, buf, sizeof(buf), &n);
-		if (rc == 0)
-			CHECK(tu_check_value(buf, n, k) == 0);
-		else
-			CHECK_RC(rc, HC_E_NOTFOUND);
-	}
+	tu_check_keys(c, "crash:", NKEYS, buf, sizeof(buf));
 
 	/* reclamation resumed: a burst of sets succeeds and evicts */
 	uint64_t rng2 = 99;

@@ -269,8 +269,7 @@ def main():
         return 0
     except Fail as e:
         print("test_secrets: FAILED: %s" % e, file=sys.stderr)
-        for n, _, _ in w.procs:
-            print("---- %s ----\n%s" % (n, w.log(n)[-2000:]), file=sys.stderr)
+        w.print_logs()
         return 1
     finally:
         w.cleanup()

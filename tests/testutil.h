@@ -121,4 +121,50 @@ static inline int tu_check_value(const uint8_t *buf, size_t len, uint32_t key_id
 	return id == key_id ? 0 : -1;
 }
 
+/*
+ * Progress windows: a test that runs workers calls tu_progress_tick() now
+ * and then with the operations completed so far; a window of window_ns in
+ * which that count did not move is counted in .still.
+ */
+struct tu_progress {
+	uint64_t window_ns, start, ops;
+	uint64_t windows, still;
+};
+
+static inline void tu_progress_start(struct tu_progress *p, uint64_t window_ns, uint64_t ops)
+{
+	*p = (struct tu_progress){.window_ns = window_ns, .start = tu_now_ns(), .ops = ops};
+}
+
+static inline void tu_progress_tick(struct tu_progress *p, uint64_t ops)
+{
+	uint64_t now = tu_now_ns();
+	if (now - p->start < p->window_ns)
+		return;
+	p->windows++;
+	if (ops == p->ops)
+		p->still++;
+	p->ops = ops;
+	p->start = now;
+}
+
+/*
+ * Every key "<prefix><k>", k < @n, reads back as a whole value of k or is
+ * absent (@buf, @cap: room for the largest value).
+ */
+static inline void tu_check_keys(struct hc_cache *c, const char *prefix, uint32_t n, uint8_t *buf,
+				 size_t cap)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		char key[64];
+		int kl = snprintf(key, sizeof(key), "%s%u", prefix, k);
+		size_t len;
+		int rc = hc_get(c, key, (size_t)kl, buf, cap, &len);
+		if (rc == 0)
+			CHECK(tu_check_value(buf, len, k) == 0);
+		else
+			CHECK_RC(rc, HC_E_NOTFOUND);
+	}
+}
+
 #endif
